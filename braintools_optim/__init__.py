@@ -1,0 +1,26 @@
+"""braintools_optim: stateful optimizers and learning-rate schedulers for brainstate models.
+
+>>> import brainstate, jax.numpy as jnp
+>>> import braintools_optim as bo
+>>> w = brainstate.ParamState(jnp.ones(3))
+>>> opt = bo.Adam(lr=1e-2).register_trainable_weights({'w': w})
+>>> grads = brainstate.transform.grad(lambda: jnp.sum(w.value ** 2), opt.param_states)()
+>>> opt.update(grads)
+>>> int(opt.step_count.value)
+1
+"""
+
+from . import gradient_processing, rules, schedulers
+from ._gradients import GradientMismatchError
+from ._optimizer import Optimizer, OptimizerState
+from .optimizers import (SGD, Adadelta, Adam, AdamW, Momentum, MomentumNesterov, RMSProp,
+                         RMSprop)
+from .schedulers import LRScheduler, StepLR
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'Adadelta', 'Adam', 'AdamW', 'GradientMismatchError', 'LRScheduler', 'Momentum',
+    'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD', 'StepLR',
+    'gradient_processing', 'rules', 'schedulers',
+]

@@ -1,0 +1,376 @@
+"""The stateful optimizer engine, written once for every algorithm.
+
+An :class:`Optimizer` owns
+
+* a registry of the model's ``ParamState``s it trains (:mod:`._registry`);
+* one :class:`OptimizerState` per buffer of its update rule (``Adam.exp_avg``,
+  ``Adam.exp_avg_sq``, ...), each holding one array per parameter, plus the
+  ``step_count`` and, for a float learning rate, ``lr``;
+* the pipeline around the pure rule (:mod:`.gradient_processing`): rescale,
+  clip by value, clip by global norm, coupled or decoupled weight decay,
+  parameter clipping; units are stripped before and restored after
+  (:mod:`._units`).
+
+``update(grads)`` checks the gradients before anything is computed (so an
+error leaves everything as it was), then computes every new value, then
+writes. Called inside ``brainstate.transform.jit``/``for_loop`` it is traced
+into the caller's program; called eagerly it runs a compiled step cached on
+the optimizer (traced once per gradient structure).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import brainstate
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _checks as checks
+from . import _units
+from . import gradient_processing as gp
+from ._gradients import check_gradients, gradient_mantissas
+from ._registry import ParamRegistry, path_str
+from .rules._base import UpdateRule
+from .schedulers._base import LRScheduler, check_learning_rate, float_dtype
+
+STATE_DICT_VERSION = 1
+
+
+class OptimizerState(brainstate.LongTermState):
+    """A State owned by an optimizer (moments, step counter, learning rate)."""
+
+
+class fixed:
+    """A hyper-parameter fixed at construction (it is compiled into the update step).
+
+    Reading it returns the value given to the constructor; assigning raises, so
+    a change can never be silently ignored by an already-compiled step.
+    """
+
+    def __set_name__(self, owner, name):
+        self.name = name
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        return obj._hyper[self.name]
+
+    def __set__(self, obj, value):
+        raise AttributeError(
+            f"{type(obj).__name__}.{self.name} is fixed at construction: it is compiled into the "
+            f"update step. Build a new optimizer to change it (the learning rate is the exception: "
+            f"assign opt.lr, which lives in State, or attach an LRScheduler).")
+
+
+def _contains_tracer(tree) -> bool:
+    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
+
+
+class Optimizer(brainstate.graph.Node):
+    """Base class of every optimizer: registration, validation, States, lr, clipping, decay.
+
+    Subclasses only choose a pure :class:`~braintools_optim.rules.UpdateRule`
+    and whether their weight decay is ``'coupled'`` (L2 added to the gradient)
+    or ``'decoupled'`` (``theta -= lr * weight_decay * theta``, AdamW-style).
+
+    Args:
+        rule: the pure update rule.
+        lr: a float >= 0 or an :class:`~braintools_optim.schedulers.LRScheduler`.
+        weight_decay: decay coefficient (coupled or decoupled per subclass).
+        grad_clip_norm: clip the global L2 norm of all gradients to this value.
+        grad_clip_value: clip every gradient element to ``[-v, v]``.
+        param_clip_value: clip every new parameter element to ``[-v, v]`` (neon).
+        rescale_grad: multiply gradients by this first (MXNet; e.g. ``1/batch_size``).
+        skip_nonfinite: when any gradient element is NaN or Inf, leave parameters,
+            buffers and the step counter untouched and count the step in
+            ``opt.nonfinite_skips`` instead (no host round-trip).
+        hyperparameters: the subclass's own settings, exposed read-only.
+    """
+
+    graph_invisible_attrs = ('_registry',)
+    weight_decay_mode = 'coupled'
+
+    weight_decay = fixed()
+    grad_clip_norm = fixed()
+    grad_clip_value = fixed()
+    param_clip_value = fixed()
+    rescale_grad = fixed()
+    skip_nonfinite = fixed()
+
+    def __init__(self, rule: UpdateRule, lr: Any, *, weight_decay: float = 0.0,
+                 grad_clip_norm: Optional[float] = None, grad_clip_value: Optional[float] = None,
+                 param_clip_value: Optional[float] = None, rescale_grad: float = 1.0,
+                 skip_nonfinite: bool = False, hyperparameters: Optional[Dict[str, Any]] = None):
+        self._hyper = dict(hyperparameters or {})
+        self._hyper.update(
+            weight_decay=checks.non_negative('weight_decay', weight_decay),
+            grad_clip_norm=checks.positive('grad_clip_norm', grad_clip_norm, allow_none=True),
+            grad_clip_value=checks.positive('grad_clip_value', grad_clip_value, allow_none=True),
+            param_clip_value=checks.positive('param_clip_value', param_clip_value, allow_none=True),
+            rescale_grad=checks.nonzero('rescale_grad', rescale_grad),
+            skip_nonfinite=bool(skip_nonfinite),
+        )
+        self._rule = rule
+        self._registry = ParamRegistry()
+        name = type(self).__name__
+        self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
+        self._buffers = {buffer: OptimizerState([], name=f'{name}.{buffer}') for buffer in rule.buffer_names}
+        self.nonfinite_skips = (OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.nonfinite_skips')
+                                if skip_nonfinite else None)
+        self._scheduler: Optional[LRScheduler] = None
+        self._lr_state: Optional[OptimizerState] = None
+        self._set_lr_source(lr)
+        self._grad_units: Dict[Any, Any] = {}
+        self._compiled_step = None
+        self._traced_by_caller = False
+        self._num_traces = 0
+
+    # ------------------------------------------------------------------ registration
+    def register_trainable_weights(self, param_states: Any, prefix: Optional[str] = None) -> 'Optimizer':
+        """Register the ``ParamState``s to train; returns the optimizer.
+
+        Accepts what ``module.states(brainstate.ParamState)`` returns, a plain
+        dict of ParamStates, a list of them or one. May be called once per
+        module; a State registered twice is trained once; a key already taken
+        by another State (two modules both have ``('weight',)``) is kept under
+        ``('registration<n>',) + key`` or ``(prefix,) + key``. Non-``ParamState``
+        values raise ``TypeError`` and nothing is registered.
+        """
+        if self._traced_by_caller:
+            raise RuntimeError(
+                f"{type(self).__name__}.update has already been compiled into a traced function "
+                f"(jit/for_loop); weights registered now would never be updated by it. Register "
+                f"every weight before the first traced update, or build a new optimizer.")
+        added = self._registry.add(param_states, prefix=prefix)
+        if added:
+            self._rebuild_buffers()
+            self._compiled_step = None
+        return self
+
+    def _rebuild_buffers(self) -> None:
+        # Keep the buffers of already-registered parameters, initialise the new ones.
+        old_order = getattr(self, '_buffer_owner', [])
+        states = self._registry.states()
+        position = {id(state): i for i, state in enumerate(old_order)}
+        for name, buffer_state in self._buffers.items():
+            old_values = buffer_state.value
+            values = []
+            for state in states:
+                if id(state) in position:
+                    values.append(old_values[position[id(state)]])
+                else:
+                    values.append(self._rule.init(_units.split(state.value)[0])[name])
+            buffer_state.value = values
+        self._buffer_owner = states
+
+    @property
+    def param_states(self) -> Dict[Any, brainstate.ParamState]:
+        """The registered ParamStates, keyed exactly as ``brainstate.transform.grad`` keys their grads."""
+        return self._registry.as_dict()
+
+    # ------------------------------------------------------------------ learning rate
+    def _set_lr_source(self, lr) -> None:
+        if isinstance(lr, LRScheduler):
+            self._scheduler, self._lr_state = lr, None
+        else:
+            value = check_learning_rate(lr)
+            self._scheduler = None
+            self._lr_state = OptimizerState(jnp.asarray(value, dtype=float_dtype()),
+                                            name=f'{type(self).__name__}.lr')
+
+    @property
+    def lr(self):
+        """The attached :class:`LRScheduler`, or the current learning rate (an array)."""
+        return self._scheduler if self._scheduler is not None else self._lr_state.value
+
+    @lr.setter
+    def lr(self, value) -> None:
+        if isinstance(value, LRScheduler) or self._scheduler is not None:
+            # Changing *where* the lr comes from changes the compiled program.
+            if self._traced_by_caller:
+                raise RuntimeError(
+                    "cannot switch between a float learning rate and an LRScheduler after update has "
+                    "been traced into a compiled function (it would keep reading the old source); "
+                    "attach the scheduler before the first traced update or build a new optimizer")
+            self._set_lr_source(value)
+            self._compiled_step = None
+            return
+        self._lr_state.value = jnp.asarray(check_learning_rate(value), dtype=float_dtype())
+
+    @property
+    def current_lr(self) -> jax.Array:
+        """The learning rate the next ``update`` applies."""
+        if self._scheduler is not None:
+            return self._scheduler.current_lr
+        return self._lr_state.value
+
+    @current_lr.setter
+    def current_lr(self, value) -> None:
+        self.lr = value
+
+    @property
+    def lr_scheduler(self) -> Optional[LRScheduler]:
+        """The attached scheduler, or ``None`` for a float learning rate."""
+        return self._scheduler
+
+    def get_last_lr(self) -> List[jax.Array]:
+        """torch-compatible: the current learning rate, as a one-element list."""
+        return [self.current_lr]
+
+    # ------------------------------------------------------------------ update
+    def update(self, grads: Dict[Any, Any]) -> None:
+        """Apply one optimizer step with ``grads`` (keyed like :attr:`param_states`).
+
+        Raises (naming the parameter) on a missing or extra key, a shape, dtype
+        or unit mismatch, leaving parameters and optimizer state unchanged.
+        """
+        if not len(self._registry):
+            raise RuntimeError(f"{type(self).__name__}.update called before register_trainable_weights")
+        if _contains_tracer(grads):
+            self._traced_by_caller = True
+            self._step(grads)
+            return
+        # Eager call: check cheaply here so errors surface before compiling, then
+        # run the cached compiled step (traced once per gradient structure).
+        check_gradients(self._registry.keys(), [s.value for s in self._registry.states()], grads)
+        if self._compiled_step is None:
+            self._compiled_step = brainstate.transform.jit(self._step)
+        self._compiled_step(grads)
+
+    step = update  # braintools / torch spelling
+
+    def _step(self, grads) -> None:
+        self._num_traces += 1
+        keys = self._registry.keys()
+        param_states = self._registry.states()
+        param_values = [state.value for state in param_states]
+        target_units = check_gradients(keys, param_values, grads)
+        raw_grads = gradient_mantissas(keys, grads, target_units)
+        params, units = zip(*[_units.split(value) for value in param_values])
+        self._grad_units = dict(zip(keys, target_units))
+
+        lr = self.current_lr
+        count = self.step_count.value + 1
+        processed = self._process_gradients(raw_grads, params)
+        old_buffers = {name: state.value for name, state in self._buffers.items()}
+
+        new_params: List[jax.Array] = []
+        new_buffers: Dict[str, List[jax.Array]] = {name: [] for name in self._buffers}
+        for i, (grad, param) in enumerate(zip(processed, params)):
+            buffers = {name: old_buffers[name][i] for name in self._buffers}
+            delta, updated = self._rule.update(grad, buffers, param, lr, count)
+            new_params.append(self._apply_delta(param, delta, lr))
+            for name in self._buffers:
+                new_buffers[name].append(updated[name])
+
+        new_count = count
+        if self.skip_nonfinite:
+            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in raw_grads]))
+            keep = lambda new, old: jnp.where(finite, new, old)
+            new_params = [keep(n, o) for n, o in zip(new_params, params)]
+            new_buffers = {name: [keep(n, o) for n, o in zip(values, old_buffers[name])]
+                           for name, values in new_buffers.items()}
+            new_count = keep(count, count - 1)
+            self.nonfinite_skips.value = self.nonfinite_skips.value + (1 - finite.astype(jnp.int32))
+
+        # Everything is computed: now write.
+        for state, value, unit in zip(param_states, new_params, units):
+            state.value = _units.merge(value, unit)
+        for name, state in self._buffers.items():
+            state.value = new_buffers[name]
+        self.step_count.value = new_count
+
+    def _process_gradients(self, grads, params) -> List[jax.Array]:
+        grads = gp.rescale(grads, self.rescale_grad)
+        if self.grad_clip_value is not None:
+            grads = gp.clip_by_value(grads, self.grad_clip_value)
+        if self.grad_clip_norm is not None:
+            grads = gp.clip_by_global_norm(grads, self.grad_clip_norm)
+        if self.weight_decay_mode == 'coupled':
+            grads = gp.add_coupled_decay(grads, params, self.weight_decay)
+        return grads
+
+    def _apply_delta(self, param, delta, lr):
+        if self.weight_decay_mode == 'decoupled' and self.weight_decay != 0.0:
+            new = gp.decoupled_decay(param, lr, self.weight_decay) + delta
+        else:
+            new = param + delta
+        if self.param_clip_value is not None:
+            new = jnp.clip(new, -self.param_clip_value, self.param_clip_value)
+        return new
+
+    # ------------------------------------------------------------------ introspection
+    def buffers(self) -> Dict[str, Dict[Any, Any]]:
+        """Every buffer, ``{buffer_name: {param_key: value}}``, with its physical unit.
+
+        First moments carry the gradient's unit, second moments its square,
+        accumulated updates the parameter's unit (see each rule's
+        ``buffer_units``). A gradient unit is known once an update has run;
+        before that brainstate's default (the parameter's unit) is assumed.
+        """
+        out: Dict[str, Dict[Any, Any]] = {}
+        keys = self._registry.keys()
+        for name, state in self._buffers.items():
+            grad_power, param_power = self._rule.buffer_units.get(name, (0, 0))
+            out[name] = {}
+            for key, param_state, value in zip(keys, self._registry.states(), state.value):
+                param_unit = _units.split(param_state.value)[1]
+                grad_unit = self._grad_units.get(key, param_unit)
+                out[name][key] = _units.merge(value, _units.power_product(
+                    (grad_unit, grad_power), (param_unit, param_power)))
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        """Optimizer state as plain nested dicts of arrays, keyed by buffer name and parameter path.
+
+        Holds the step counter, the learning rate or the scheduler's state and
+        every buffer; parameter values themselves are not included.
+        """
+        keys = [path_str(k) for k in self._registry.keys()]
+        return {
+            'format_version': STATE_DICT_VERSION,
+            'optimizer': type(self).__name__,
+            'step_count': np.asarray(self.step_count.value),
+            'lr': (None if self._lr_state is None else np.asarray(self._lr_state.value)),
+            'scheduler': (None if self._scheduler is None else
+                          jax.tree.map(np.asarray, self._scheduler.state_dict())),
+            'buffers': {name: dict(zip(keys, map(np.asarray, state.value)))
+                        for name, state in self._buffers.items()},
+        }
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; raises (changing nothing) if it does not fit."""
+        if state.get('format_version') != STATE_DICT_VERSION:
+            raise ValueError(f"unsupported state_dict format_version {state.get('format_version')!r}")
+        if state.get('optimizer') != type(self).__name__:
+            raise ValueError(f"state_dict is for {state.get('optimizer')!r}, not {type(self).__name__}")
+        keys = [path_str(k) for k in self._registry.keys()]
+        if set(state['buffers']) != set(self._buffers):
+            raise ValueError(f"state_dict buffers {sorted(state['buffers'])} != {sorted(self._buffers)}")
+        new_buffers = {}
+        for name, buffer_state in self._buffers.items():
+            saved = state['buffers'][name]
+            if set(saved) != set(keys):
+                missing = sorted(set(keys) - set(saved))
+                extra = sorted(set(saved) - set(keys))
+                raise ValueError(f"state_dict buffer {name!r}: missing {missing}, unexpected {extra}")
+            values = []
+            for key, current in zip(keys, buffer_state.value):
+                array = jnp.asarray(saved[key])
+                if array.shape != current.shape or array.dtype != current.dtype:
+                    raise ValueError(f"state_dict buffer {name!r} for {key!r}: {array.shape} {array.dtype}"
+                                     f" != {current.shape} {current.dtype}")
+                values.append(array)
+            new_buffers[name] = values
+        if (state.get('scheduler') is None) != (self._scheduler is None):
+            raise ValueError("state_dict and optimizer disagree on whether an LRScheduler is attached")
+        for name, values in new_buffers.items():
+            self._buffers[name].value = values
+        self.step_count.value = jnp.asarray(state['step_count'], jnp.int32)
+        if self._scheduler is not None:
+            self._scheduler.load_state_dict(state['scheduler'])
+        else:
+            self._lr_state.value = jnp.asarray(state['lr'], dtype=float_dtype())
