@@ -1,0 +1,182 @@
+"""Bad input gets a clear error naming what is wrong, and loses nothing."""
+
+import math
+
+import brainstate
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import braintools_optim as bo
+
+ALL = [
+    lambda **kw: bo.SGD(lr=0.1, momentum=0.9, **kw),
+    lambda **kw: bo.Momentum(lr=0.1, **kw),
+    lambda **kw: bo.MomentumNesterov(lr=0.1, **kw),
+    lambda **kw: bo.Adam(lr=0.1, amsgrad=True, **kw),
+    lambda **kw: bo.AdamW(lr=0.1, **kw),
+    lambda **kw: bo.Adadelta(**kw),
+    lambda **kw: bo.RMSprop(lr=0.1, centered=True, momentum=0.9, **kw),
+]
+
+
+def make_problem(make, **kw):
+    w = brainstate.ParamState(jnp.array([[1.0, 2.0], [3.0, 4.0]]))
+    b = brainstate.ParamState(jnp.array([0.5, -0.5]))
+    opt = make(**kw).register_trainable_weights({'w': w, 'b': b})
+    good = {('w',): jnp.ones((2, 2)), ('b',): jnp.ones(2)}
+    opt.update(good)            # non-trivial moments before the bad call
+    return opt, (w, b), good
+
+
+def snapshot(opt, params):
+    return ([np.asarray(p.value) for p in params],
+            {name: [np.asarray(x) for x in state.value] for name, state in opt._buffers.items()},
+            np.asarray(opt.step_count.value))
+
+
+def assert_unchanged(before, after):
+    for x, y in zip(before[0], after[0]):
+        np.testing.assert_array_equal(x, y)
+    assert before[1].keys() == after[1].keys()
+    for name in before[1]:
+        for x, y in zip(before[1][name], after[1][name]):
+            np.testing.assert_array_equal(x, y)
+    np.testing.assert_array_equal(before[2], after[2])
+
+
+BAD_GRADS = {
+    'missing key': (lambda g: {('w',): g[('w',)]}, "missing gradients for 'b'"),
+    'extra key': (lambda g: {**g, ('c',): jnp.ones(2)}, "unregistered parameters 'c'"),
+    'renamed key': (lambda g: {('w',): g[('w',)], ('bias',): g[('b',)]}, "missing gradients for 'b'"),
+    'wrong shape': (lambda g: {**g, ('b',): jnp.ones(3)}, "'b' has shape"),
+    'transposed shape': (lambda g: {**g, ('w',): jnp.ones((1, 4))}, "'w' has shape"),
+    'wrong dtype': (lambda g: {**g, ('b',): jnp.ones(2, jnp.bfloat16)}, "'b' has dtype"),
+    'python scalar': (lambda g: {**g, ('b',): 1.0}, "'b' must be an array"),
+    'None': (lambda g: {**g, ('b',): None}, "'b' must be an array"),
+    'not a dict': (lambda g: list(g.values()), 'dict of parameter path'),
+}
+
+
+@pytest.mark.parametrize('case', list(BAD_GRADS))
+@pytest.mark.parametrize('make', ALL)
+def test_bad_gradients_raise_and_leave_everything_unchanged(make, case):
+    opt, params, good = make_problem(make)
+    corrupt, message = BAD_GRADS[case]
+    before = snapshot(opt, params)
+    with pytest.raises((ValueError, TypeError), match=message):
+        opt.update(corrupt(good))
+    assert_unchanged(before, snapshot(opt, params))
+    opt.update(good)            # still usable afterwards
+    assert int(opt.step_count.value) == 2
+
+
+@pytest.mark.parametrize('case', ['missing key', 'wrong shape', 'wrong dtype'])
+def test_bad_gradients_inside_jit_raise_at_trace_time_and_change_nothing(case):
+    opt, params, good = make_problem(ALL[3])
+    corrupt, message = BAD_GRADS[case]
+    bad = corrupt(good)
+
+    @brainstate.transform.jit
+    def step(grads):
+        opt.update(grads)
+
+    before = snapshot(opt, params)
+    with pytest.raises((ValueError, TypeError), match=message):
+        step(bad)
+    assert_unchanged(before, snapshot(opt, params))
+
+
+@pytest.mark.parametrize('lr', [-0.1, float('nan'), float('inf'), 'fast'])
+def test_invalid_learning_rate_is_refused(lr):
+    with pytest.raises((ValueError, TypeError), match='lr'):
+        bo.Adam(lr=lr)
+    opt = bo.Adam(lr=0.1)
+    with pytest.raises((ValueError, TypeError), match='lr'):
+        opt.lr = lr
+    assert float(opt.current_lr) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize('make, message', [
+    (lambda: bo.Adam(betas=(1.0, 0.999)), r'betas\[0\]'),
+    (lambda: bo.Adam(betas=(0.9, -0.1)), r'betas\[1\]'),
+    (lambda: bo.Adam(beta2=float('nan')), r'betas\[1\]'),
+    (lambda: bo.Adam(eps=0.0), 'eps'),
+    (lambda: bo.AdamW(eps=-1e-8), 'eps'),
+    (lambda: bo.Adadelta(rho=1.5), 'rho'),
+    (lambda: bo.Adadelta(eps=0.0), 'eps'),
+    (lambda: bo.RMSprop(alpha=1.0), 'alpha'),
+    (lambda: bo.RMSprop(eps_placement='middle'), 'eps_placement'),
+    (lambda: bo.RMSprop(momentum=-0.5), 'momentum'),
+    (lambda: bo.SGD(momentum=-0.1), 'momentum'),
+    (lambda: bo.SGD(nesterov=True), 'nesterov'),
+    (lambda: bo.SGD(weight_decay=-1.0), 'weight_decay'),
+    (lambda: bo.SGD(grad_clip_norm=0.0), 'grad_clip_norm'),
+    (lambda: bo.SGD(grad_clip_value=-1.0), 'grad_clip_value'),
+    (lambda: bo.SGD(param_clip_value=float('nan')), 'param_clip_value'),
+    (lambda: bo.SGD(rescale_grad=0.0), 'rescale_grad'),
+    (lambda: bo.Adam(unknown_option=1), 'unknown_option'),
+])
+def test_invalid_hyperparameters_are_refused(make, message):
+    with pytest.raises((ValueError, TypeError), match=message):
+        make()
+
+
+def test_hyperparameters_cannot_be_changed_silently():
+    opt = bo.Adam(lr=0.1, betas=(0.8, 0.9))
+    assert opt.betas == (0.8, 0.9)
+    for name, value in [('betas', (0.5, 0.5)), ('eps', 1.0), ('weight_decay', 0.1), ('grad_clip_norm', 1.0)]:
+        with pytest.raises(AttributeError, match='fixed at construction'):
+            setattr(opt, name, value)
+    assert opt.betas == (0.8, 0.9)
+
+
+@pytest.mark.parametrize('make', ALL)
+@pytest.mark.parametrize('bad_value', [math.nan, math.inf])
+def test_nonfinite_gradient_step_is_skipped_when_asked(make, bad_value):
+    opt, params, good = make_problem(make, skip_nonfinite=True)
+    before = snapshot(opt, params)
+    poisoned = {**good, ('b',): jnp.array([1.0, bad_value])}
+    opt.update(poisoned)
+    assert_unchanged(before, snapshot(opt, params))
+    assert int(opt.nonfinite_skips.value) == 1
+    opt.update(good)
+    assert int(opt.step_count.value) == 2
+    assert int(opt.nonfinite_skips.value) == 1
+
+
+def test_nonfinite_skip_works_inside_jit_without_host_sync():
+    opt, params, good = make_problem(ALL[3], skip_nonfinite=True)
+
+    @brainstate.transform.jit
+    def step(grads):
+        opt.update(grads)
+        return opt.step_count.value
+
+    before = snapshot(opt, params)
+    assert int(step({**good, ('w',): jnp.full((2, 2), jnp.nan)})) == 1
+    assert_unchanged(before, snapshot(opt, params))
+    assert int(step(good)) == 2
+
+
+def test_without_skip_a_nan_gradient_propagates_like_every_library():
+    opt, params, good = make_problem(ALL[0])
+    opt.update({**good, ('b',): jnp.array([jnp.nan, 0.0])})
+    assert np.isnan(np.asarray(params[1].value)[0])
+
+
+def test_switching_lr_source_after_a_traced_update_raises():
+    w = brainstate.ParamState(jnp.ones(2))
+    opt = bo.SGD(lr=0.1).register_trainable_weights([w])
+
+    @brainstate.transform.jit
+    def step():
+        opt.update({('param_0',): jnp.ones(2)})
+
+    step()
+    with pytest.raises(RuntimeError, match='LRScheduler'):
+        opt.lr = bo.StepLR(base_lr=0.1, step_size=1)
+    opt.lr = 0.05                      # a new float value is fine: it lives in State
+    step()
+    np.testing.assert_allclose(w.value, 1.0 - 0.1 - 0.05, rtol=1e-6)
