@@ -37,6 +37,11 @@ from .schedulers._base import LRScheduler, check_learning_rate, float_dtype
 
 STATE_DICT_VERSION = 1
 
+#: how decoupled weight decay is scaled: ``'lr'`` — ``theta * (1 - lr_t * wd)`` (torch AdamW,
+#: optax adamw, Keras); ``'schedule'`` — ``theta * (1 - (lr_t / base_lr) * wd)``, the schedule
+#: multiplier only (Loshchilov & Hutter, Algorithm 2).
+DECOUPLED_DECAY_SCALES = ('lr', 'schedule')
+
 
 class OptimizerState(brainstate.LongTermState):
     """A State owned by an optimizer (moments, step counter, learning rate)."""
@@ -62,6 +67,28 @@ class fixed:
             f"{type(obj).__name__}.{self.name} is fixed at construction: it is compiled into the "
             f"update step. Build a new optimizer to change it (the learning rate is the exception: "
             f"assign opt.lr, which lives in State, or attach an LRScheduler).")
+
+
+def _as_list_nonempty(param_states) -> bool:
+    if isinstance(param_states, brainstate.State):
+        return True
+    return bool(len(param_states)) if hasattr(param_states, '__len__') else True
+
+
+def _can_step_without_metric(scheduler) -> bool:
+    return not getattr(scheduler, 'needs_metric', False)
+
+
+def _scheduler_states(scheduler) -> List[brainstate.State]:
+    """Every State a scheduler (and, for composites, its children) owns."""
+    found: List[brainstate.State] = []
+    pending = [scheduler]
+    while pending:
+        current = pending.pop()
+        states = current._states().values() if hasattr(current, '_states') else [current.last_epoch]
+        found.extend(state for state in states if all(state is not seen for seen in found))
+        pending.extend(getattr(current, 'schedulers', []))
+    return found
 
 
 def _contains_tracer(tree) -> bool:
@@ -98,11 +125,23 @@ class Optimizer(brainstate.graph.Node):
     param_clip_value = fixed()
     rescale_grad = fixed()
     skip_nonfinite = fixed()
+    schedule_per_update = fixed()
+    decoupled_decay_scale = fixed()
 
     def __init__(self, rule: UpdateRule, lr: Any, *, weight_decay: float = 0.0,
                  grad_clip_norm: Optional[float] = None, grad_clip_value: Optional[float] = None,
                  param_clip_value: Optional[float] = None, rescale_grad: float = 1.0,
-                 skip_nonfinite: bool = False, hyperparameters: Optional[Dict[str, Any]] = None):
+                 skip_nonfinite: bool = False, schedule_per_update: bool = False,
+                 decoupled_decay_scale: Optional[str] = None,
+                 hyperparameters: Optional[Dict[str, Any]] = None):
+        if decoupled_decay_scale is not None and self.weight_decay_mode != 'decoupled':
+            raise ValueError(f"decoupled_decay_scale only applies to decoupled weight decay; "
+                             f"{type(self).__name__} adds weight decay to the gradient (coupled)")
+        if self.weight_decay_mode == 'decoupled':
+            decoupled_decay_scale = decoupled_decay_scale or 'lr'
+            if decoupled_decay_scale not in DECOUPLED_DECAY_SCALES:
+                raise ValueError(f"decoupled_decay_scale must be one of {DECOUPLED_DECAY_SCALES}, "
+                                 f"got {decoupled_decay_scale!r}")
         self._hyper = dict(hyperparameters or {})
         self._hyper.update(
             weight_decay=checks.non_negative('weight_decay', weight_decay),
@@ -111,6 +150,8 @@ class Optimizer(brainstate.graph.Node):
             param_clip_value=checks.positive('param_clip_value', param_clip_value, allow_none=True),
             rescale_grad=checks.nonzero('rescale_grad', rescale_grad),
             skip_nonfinite=bool(skip_nonfinite),
+            schedule_per_update=bool(schedule_per_update),
+            decoupled_decay_scale=decoupled_decay_scale,
         )
         self._rule = rule
         self._registry = ParamRegistry()
@@ -119,6 +160,7 @@ class Optimizer(brainstate.graph.Node):
         self._buffers = {buffer: OptimizerState([], name=f'{name}.{buffer}') for buffer in rule.buffer_names}
         self.nonfinite_skips = (OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.nonfinite_skips')
                                 if skip_nonfinite else None)
+        self._groups: List[Dict[str, Any]] = [{'lr': None, 'weight_decay': self._hyper['weight_decay']}]
         self._scheduler: Optional[LRScheduler] = None
         self._lr_state: Optional[OptimizerState] = None
         self._set_lr_source(lr)
@@ -138,12 +180,52 @@ class Optimizer(brainstate.graph.Node):
         ``('registration<n>',) + key`` or ``(prefix,) + key``. Non-``ParamState``
         values raise ``TypeError`` and nothing is registered.
         """
+        return self._register(param_states, prefix, group=0)
+
+    def add_param_group(self, param_states: Any, *, lr: Optional[float] = None,
+                        weight_decay: Optional[float] = None, prefix: Optional[str] = None) -> 'Optimizer':
+        """Register ``param_states`` as a new parameter group with its own ``lr`` / ``weight_decay``.
+
+        Settings left out are inherited from the optimizer. A float learning rate
+        keeps one lr per group (``opt.current_lr`` becomes an array); with an
+        :class:`LRScheduler`, give the scheduler a list of base learning rates,
+        one per group (a group ``lr`` here would be ignored, so it is refused).
+        Returns the optimizer.
+        """
+        self._check_not_traced()
+        if lr is not None and self._scheduler is not None:
+            raise ValueError("the learning rate comes from the attached LRScheduler; give it a list of "
+                             "base_lr values, one per parameter group, instead of add_param_group(lr=...)")
+        group = {'lr': None if lr is None else check_learning_rate(lr),
+                 'weight_decay': (self._hyper['weight_decay'] if weight_decay is None
+                                  else checks.non_negative('weight_decay', weight_decay))}
+        if not _as_list_nonempty(param_states):
+            raise ValueError("add_param_group needs at least one ParamState")
+        self._groups.append(group)
+        try:
+            self._register(param_states, prefix, group=len(self._groups) - 1)
+        except Exception:
+            self._groups.pop()
+            raise
+        if self._scheduler is None:
+            self._reset_lr_state(self._lr_values())
+        return self
+
+    @property
+    def num_groups(self) -> int:
+        """The number of parameter groups (1 unless :meth:`add_param_group` was used)."""
+        return len(self._groups)
+
+    def _check_not_traced(self) -> None:
         if self._traced_by_caller:
             raise RuntimeError(
                 f"{type(self).__name__}.update has already been compiled into a traced function "
                 f"(jit/for_loop); weights registered now would never be updated by it. Register "
                 f"every weight before the first traced update, or build a new optimizer.")
-        added = self._registry.add(param_states, prefix=prefix)
+
+    def _register(self, param_states, prefix, group: int) -> 'Optimizer':
+        self._check_not_traced()
+        added = self._registry.add(param_states, prefix=prefix, group=group)
         if added:
             self._rebuild_buffers()
             self._compiled_step = None
@@ -173,17 +255,44 @@ class Optimizer(brainstate.graph.Node):
     # ------------------------------------------------------------------ learning rate
     def _set_lr_source(self, lr) -> None:
         if isinstance(lr, LRScheduler):
+            if any(group['lr'] is not None for group in self._groups[1:]):
+                raise ValueError("parameter groups have their own float lr; give the LRScheduler a list "
+                                 "of base_lr values, one per group, instead")
+            if self.schedule_per_update and not _can_step_without_metric(lr):
+                raise ValueError(f"{type(lr).__name__} is stepped with a metric; schedule_per_update "
+                                 f"cannot step it: call scheduler.step(metric) yourself")
             self._scheduler, self._lr_state = lr, None
+            self._base_lr = jnp.asarray(lr.base_lr, dtype=float_dtype())
         else:
-            value = check_learning_rate(lr)
+            self._groups[0]['lr'] = check_learning_rate(lr)
             self._scheduler = None
-            self._lr_state = OptimizerState(jnp.asarray(value, dtype=float_dtype()),
-                                            name=f'{type(self).__name__}.lr')
+            self._reset_lr_state(self._lr_values())
+
+    def _lr_values(self) -> List[float]:
+        default = self._groups[0]['lr']
+        return [default if group['lr'] is None else group['lr'] for group in self._groups]
+
+    def _reset_lr_state(self, values: List[float]) -> None:
+        self._base_lr = jnp.asarray(values, dtype=float_dtype())
+        self._lr_state = OptimizerState(jnp.asarray(values, dtype=float_dtype()),
+                                        name=f'{type(self).__name__}.lr')
+
+    def _group_lrs(self) -> jax.Array:
+        """The learning rate of every group, shape ``(num_groups,)`` (traceable)."""
+        if self._scheduler is None:
+            return self._lr_state.value
+        lr = jnp.asarray(self._scheduler.current_lr, dtype=float_dtype())
+        if lr.ndim == 0:
+            return jnp.broadcast_to(lr, (self.num_groups,))
+        if lr.shape != (self.num_groups,):
+            raise ValueError(f"the LRScheduler gives {lr.shape[0]} learning rates but the optimizer has "
+                             f"{self.num_groups} parameter groups")
+        return lr
 
     @property
     def lr(self):
-        """The attached :class:`LRScheduler`, or the current learning rate (an array)."""
-        return self._scheduler if self._scheduler is not None else self._lr_state.value
+        """The attached :class:`LRScheduler`, or the current learning rate (see :attr:`current_lr`)."""
+        return self._scheduler if self._scheduler is not None else self.current_lr
 
     @lr.setter
     def lr(self, value) -> None:
@@ -197,14 +306,34 @@ class Optimizer(brainstate.graph.Node):
             self._set_lr_source(value)
             self._compiled_step = None
             return
-        self._lr_state.value = jnp.asarray(check_learning_rate(value), dtype=float_dtype())
+        self.set_lr(value)
+
+    def set_lr(self, value, group: Optional[int] = None) -> None:
+        """Set the float learning rate of every group, or of one ``group``; never re-traces.
+
+        ``value`` may also be a list with one learning rate per group.
+        """
+        if self._scheduler is not None:
+            raise RuntimeError("the learning rate comes from the attached LRScheduler; assign opt.lr a "
+                               "new scheduler or float instead")
+        current = self._lr_state.value
+        if isinstance(value, (list, tuple)):
+            if group is not None or len(value) != self.num_groups:
+                raise ValueError(f"expected {self.num_groups} learning rates (one per group), got {value!r}")
+            new = jnp.asarray([check_learning_rate(v) for v in value], dtype=current.dtype)
+        elif group is None:
+            new = jnp.full_like(current, check_learning_rate(value))
+        else:
+            if not 0 <= group < self.num_groups:
+                raise IndexError(f"group {group} does not exist; the optimizer has {self.num_groups}")
+            new = current.at[group].set(check_learning_rate(value))
+        self._lr_state.value = new
 
     @property
     def current_lr(self) -> jax.Array:
-        """The learning rate the next ``update`` applies."""
-        if self._scheduler is not None:
-            return self._scheduler.current_lr
-        return self._lr_state.value
+        """The learning rate the next ``update`` applies: a scalar, or one per parameter group."""
+        lrs = self._group_lrs()
+        return lrs[0] if self.num_groups == 1 else lrs
 
     @current_lr.setter
     def current_lr(self, value) -> None:
@@ -216,8 +345,8 @@ class Optimizer(brainstate.graph.Node):
         return self._scheduler
 
     def get_last_lr(self) -> List[jax.Array]:
-        """torch-compatible: the current learning rate, as a one-element list."""
-        return [self.current_lr]
+        """torch-compatible: the current learning rate of each parameter group, as a list."""
+        return list(self._group_lrs())
 
     # ------------------------------------------------------------------ update
     def update(self, grads: Dict[Any, Any]) -> None:
@@ -245,34 +374,36 @@ class Optimizer(brainstate.graph.Node):
         self._num_traces += 1
         keys = self._registry.keys()
         param_states = self._registry.states()
+        groups = self._registry.groups()
         param_values = [state.value for state in param_states]
         target_units = check_gradients(keys, param_values, grads)
         raw_grads = gradient_mantissas(keys, grads, target_units)
         params, units = zip(*[_units.split(value) for value in param_values])
         self._grad_units = dict(zip(keys, target_units))
 
-        lr = self.current_lr
+        group_lrs = self._group_lrs()
+        rules = self._rules_for_step()
         count = self.step_count.value + 1
-        processed = self._process_gradients(raw_grads, params)
+        processed = self._process_gradients(raw_grads, params, groups)
         old_buffers = {name: state.value for name, state in self._buffers.items()}
 
         new_params: List[jax.Array] = []
         new_buffers: Dict[str, List[jax.Array]] = {name: [] for name in self._buffers}
-        for i, (grad, param) in enumerate(zip(processed, params)):
+        for i, (grad, param, group) in enumerate(zip(processed, params, groups)):
             buffers = {name: old_buffers[name][i] for name in self._buffers}
-            delta, updated = self._rule.update(grad, buffers, param, lr, count)
-            new_params.append(self._apply_delta(param, delta, lr))
+            delta, updated = rules[group].update(grad, buffers, param, group_lrs[group], count)
+            new_params.append(self._apply_delta(param, delta, group_lrs, group))
             for name in self._buffers:
                 new_buffers[name].append(updated[name])
 
-        new_count = count
+        finite = None
         if self.skip_nonfinite:
             finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in raw_grads]))
             keep = lambda new, old: jnp.where(finite, new, old)
             new_params = [keep(n, o) for n, o in zip(new_params, params)]
             new_buffers = {name: [keep(n, o) for n, o in zip(values, old_buffers[name])]
                            for name, values in new_buffers.items()}
-            new_count = keep(count, count - 1)
+            count = keep(count, count - 1)
             self.nonfinite_skips.value = self.nonfinite_skips.value + (1 - finite.astype(jnp.int32))
 
         # Everything is computed: now write.
@@ -280,21 +411,57 @@ class Optimizer(brainstate.graph.Node):
             state.value = _units.merge(value, unit)
         for name, state in self._buffers.items():
             state.value = new_buffers[name]
-        self.step_count.value = new_count
+        self.step_count.value = count
+        if self.schedule_per_update and self._scheduler is not None:
+            self._advance_scheduler(finite)
 
-    def _process_gradients(self, grads, params) -> List[jax.Array]:
+    def _rules_for_step(self) -> List[UpdateRule]:
+        """One rule per group: the fixed rule, or one fed the scheduler's cycled momentum."""
+        scheduler = self._scheduler
+        if scheduler is None or not getattr(scheduler, 'cycle_momentum', False):
+            return [self._rule] * self.num_groups
+        momentum = jnp.asarray(scheduler.current_momentum, dtype=float_dtype())
+        momentum = jnp.broadcast_to(momentum, (self.num_groups,))
+        return [self._rule_with_momentum(momentum[g]) for g in range(self.num_groups)]
+
+    def _rule_with_momentum(self, momentum) -> UpdateRule:
+        """The update rule with its momentum (SGD/RMSprop ``momentum``, Adam ``beta1``) replaced.
+
+        Used when an LRScheduler cycles momentum (``cycle_momentum=True``);
+        optimizers with a momentum-like hyper-parameter override this.
+        """
+        raise ValueError(f"the LRScheduler cycles momentum, but {type(self).__name__} has no momentum "
+                         f"to cycle; build the scheduler with cycle_momentum=False")
+
+    def _advance_scheduler(self, finite) -> None:
+        """``scheduler.step()`` after a real update; a skipped (non-finite) step does not count."""
+        if finite is None:
+            self._scheduler.step()
+            return
+        states = _scheduler_states(self._scheduler)
+        before = [state.value for state in states]
+        self._scheduler.step()
+        for state, old in zip(states, before):
+            state.value = jax.tree.map(lambda new, o: jnp.where(finite, new, o), state.value, old)
+
+    def _process_gradients(self, grads, params, groups) -> List[jax.Array]:
         grads = gp.rescale(grads, self.rescale_grad)
         if self.grad_clip_value is not None:
             grads = gp.clip_by_value(grads, self.grad_clip_value)
         if self.grad_clip_norm is not None:
             grads = gp.clip_by_global_norm(grads, self.grad_clip_norm)
         if self.weight_decay_mode == 'coupled':
-            grads = gp.add_coupled_decay(grads, params, self.weight_decay)
+            grads = [gp.add_coupled_decay([g], [p], self._groups[group]['weight_decay'])[0]
+                     for g, p, group in zip(grads, params, groups)]
         return grads
 
-    def _apply_delta(self, param, delta, lr):
-        if self.weight_decay_mode == 'decoupled' and self.weight_decay != 0.0:
-            new = gp.decoupled_decay(param, lr, self.weight_decay) + delta
+    def _apply_delta(self, param, delta, group_lrs, group):
+        weight_decay = self._groups[group]['weight_decay']
+        if self.weight_decay_mode == 'decoupled' and weight_decay != 0.0:
+            scale = group_lrs[group]
+            if self.decoupled_decay_scale == 'schedule':
+                scale = scale / self._base_lr[group] if self._base_lr.ndim else scale / self._base_lr
+            new = gp.decoupled_decay(param, scale, weight_decay) + delta
         else:
             new = param + delta
         if self.param_clip_value is not None:

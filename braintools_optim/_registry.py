@@ -38,6 +38,7 @@ class ParamRegistry:
 
     def __init__(self):
         self._states: Dict[Key, brainstate.ParamState] = {}
+        self._group_of: Dict[int, int] = {}          # id(state) -> parameter group
         self._calls = 0
 
     def __len__(self) -> int:
@@ -52,10 +53,14 @@ class ParamRegistry:
     def as_dict(self) -> Dict[Key, brainstate.ParamState]:
         return dict(self._states)
 
+    def groups(self) -> List[int]:
+        """The parameter group of every parameter, in key order."""
+        return [self._group_of[id(state)] for state in self._states.values()]
+
     def contains_state(self, state) -> bool:
         return any(existing is state for existing in self._states.values())
 
-    def add(self, param_states: Any, prefix: Optional[str] = None) -> List[brainstate.ParamState]:
+    def add(self, param_states: Any, prefix: Optional[str] = None, group: int = 0) -> List[brainstate.ParamState]:
         """Register States; returns the States newly added (already-known ones are skipped)."""
         entries = _as_entries(param_states)
         for key, state in entries:          # all-or-nothing: check everything first
@@ -73,6 +78,7 @@ class ParamRegistry:
                     raise ValueError(f"cannot register {path_str(key)}: the key is already taken; "
                                      f"pass prefix= to register_trainable_weights")
             self._states[key] = state
+            self._group_of[id(state)] = group
             added.append(state)
         self._ensure_sortable()
         return added

@@ -80,6 +80,11 @@ class Adam(Optimizer):
                                  eps_hat=bool(eps_hat)),
             **options)
 
+    def _rule_with_momentum(self, momentum):
+        """A cycled momentum replaces beta1 (torch's OneCycleLR / CyclicLR with Adam)."""
+        return adam(momentum, self.betas[1], self.eps, eps_root=self.eps_root, amsgrad=self.amsgrad,
+                    eps_hat=self.eps_hat)
+
 
 class AdamW(Adam):
     r"""Adam with decoupled weight decay (Loshchilov & Hutter 2019).

@@ -74,5 +74,13 @@ class RMSprop(Optimizer):
                      eps_placement=eps_placement, initial_accumulator_value=initial)
         super().__init__(rmsprop(**hyper), lr, weight_decay=weight_decay, hyperparameters=hyper, **options)
 
+    def _rule_with_momentum(self, momentum):
+        if self.momentum == 0.0:
+            raise ValueError("cannot cycle the momentum of RMSprop(momentum=0): it keeps no momentum "
+                             "buffer; construct it with momentum > 0")
+        hyper = {name: getattr(self, name) for name in ('alpha', 'eps', 'centered', 'eps_placement',
+                                                        'initial_accumulator_value')}
+        return rmsprop(momentum=momentum, **hyper)
+
 
 RMSProp = RMSprop

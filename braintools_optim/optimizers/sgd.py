@@ -58,6 +58,12 @@ class SGD(Optimizer):
             hyperparameters=dict(momentum=momentum, dampening=dampening, nesterov=bool(nesterov)),
             **options)
 
+    def _rule_with_momentum(self, momentum):
+        if self.momentum == 0.0:
+            raise ValueError("cannot cycle the momentum of SGD(momentum=0): it keeps no momentum "
+                             "buffer; construct it with momentum > 0")
+        return sgd(momentum=momentum, dampening=self.dampening, nesterov=self.nesterov)
+
 
 class Momentum(SGD):
     r"""SGD with heavy-ball momentum (default :math:`\mu = 0.9`); see :class:`SGD`.

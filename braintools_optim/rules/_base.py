@@ -73,6 +73,13 @@ def bias_correction(beta: float, t: Array) -> Array:
     >>> round(float(bias_correction(0.999, jnp.float32(1.0))), 9)
     0.001
     """
+    if isinstance(beta, jax.core.Tracer):          # a scheduled beta (e.g. cycled momentum)
+        return -jnp.expm1(t * jnp.log(beta.astype(t.dtype)))
     if beta == 0.0:
         return jnp.ones_like(t)
     return -jnp.expm1(t * math.log(beta))
+
+
+def is_zero(value) -> bool:
+    """True for a static 0.0; a traced value (a scheduled hyper-parameter) is never "zero"."""
+    return not isinstance(value, jax.core.Tracer) and value == 0.0

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ._base import UpdateRule, as_dtype
+from ._base import UpdateRule, as_dtype, is_zero
 
 EPS_PLACEMENTS = ('outside', 'inside', 'both')
 
@@ -47,7 +47,7 @@ def rmsprop(alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
     if eps_placement not in EPS_PLACEMENTS:
         raise ValueError(f"eps_placement must be one of {EPS_PLACEMENTS}, got {eps_placement!r}")
     names = ('square_avg',) + (('grad_avg',) if centered else ()) + \
-            (('momentum_buffer',) if momentum != 0.0 else ())
+            (() if is_zero(momentum) else ('momentum_buffer',))
 
     def init(param):
         buffers = {name: jnp.zeros_like(param) for name in names}
@@ -70,7 +70,7 @@ def rmsprop(alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
             new_buffers['grad_avg'] = grad_avg
             s = square_avg - grad_avg * grad_avg
         step = grad / denominator(s)
-        if momentum != 0.0:
+        if not is_zero(momentum):
             step = momentum * buffers['momentum_buffer'] + step
             new_buffers['momentum_buffer'] = step
         return -as_dtype(lr, grad.dtype) * step, new_buffers

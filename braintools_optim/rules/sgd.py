@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ._base import UpdateRule, as_dtype, zeros_like_buffers
+from ._base import UpdateRule, as_dtype, is_zero, zeros_like_buffers
 
 
 def sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -> UpdateRule:
@@ -33,7 +33,7 @@ def sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -
     >>> [round(x, 6) for x in p.tolist()]
     [0.855, -2.145]
     """
-    if momentum == 0.0:
+    if is_zero(momentum):
         def update_plain(grad, buffers, param, lr, count):
             return -as_dtype(lr, grad.dtype) * grad, {}
 
@@ -42,7 +42,7 @@ def sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -
     def update_momentum(grad, buffers, param, lr, count):
         previous = buffers['momentum_buffer']
         accumulated = momentum * previous + (1.0 - dampening) * grad
-        if dampening != 0.0:
+        if not is_zero(dampening):
             # torch starts the buffer at g_1 itself, undamped.
             accumulated = jnp.where(jnp.asarray(count) == 1, grad, accumulated)
         direction = grad + momentum * accumulated if nesterov else accumulated
