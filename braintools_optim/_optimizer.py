@@ -382,19 +382,11 @@ class Optimizer(brainstate.graph.Node):
         self._grad_units = dict(zip(keys, target_units))
 
         group_lrs = self._group_lrs()
-        rules = self._rules_for_step()
         count = self.step_count.value + 1
         processed = self._process_gradients(raw_grads, params, groups)
         old_buffers = {name: state.value for name, state in self._buffers.items()}
-
-        new_params: List[jax.Array] = []
-        new_buffers: Dict[str, List[jax.Array]] = {name: [] for name in self._buffers}
-        for i, (grad, param, group) in enumerate(zip(processed, params, groups)):
-            buffers = {name: old_buffers[name][i] for name in self._buffers}
-            delta, updated = rules[group].update(grad, buffers, param, group_lrs[group], count)
-            new_params.append(self._apply_delta(param, delta, group_lrs, group))
-            for name in self._buffers:
-                new_buffers[name].append(updated[name])
+        new_params, new_buffers, new_extra = self._compute_updates(
+            processed, list(params), groups, group_lrs, count, old_buffers)
 
         finite = None
         if self.skip_nonfinite:
@@ -403,6 +395,8 @@ class Optimizer(brainstate.graph.Node):
             new_params = [keep(n, o) for n, o in zip(new_params, params)]
             new_buffers = {name: [keep(n, o) for n, o in zip(values, old_buffers[name])]
                            for name, values in new_buffers.items()}
+            new_extra = {name: jax.tree.map(keep, value, self._extra_states()[name].value)
+                         for name, value in new_extra.items()}
             count = keep(count, count - 1)
             self.nonfinite_skips.value = self.nonfinite_skips.value + (1 - finite.astype(jnp.int32))
 
@@ -411,9 +405,37 @@ class Optimizer(brainstate.graph.Node):
             state.value = _units.merge(value, unit)
         for name, state in self._buffers.items():
             state.value = new_buffers[name]
+        extra_states = self._extra_states()
+        for name, value in new_extra.items():
+            extra_states[name].value = value
         self.step_count.value = count
         if self.schedule_per_update and self._scheduler is not None:
             self._advance_scheduler(finite)
+
+    def _compute_updates(self, grads, params, groups, group_lrs, count, old_buffers):
+        """New parameters and buffers from processed gradients (all mantissas, key order).
+
+        The default runs the rule on each parameter independently, then applies
+        decoupled decay and parameter clipping. Algorithms that couple
+        parameters (a global statistic, a line search) override this; they may
+        keep extra State listed by :meth:`_extra_states` and return its new
+        values as the third item ``{name: value}``, which the engine writes
+        (and keeps unchanged on a skipped non-finite step).
+        """
+        rules = self._rules_for_step()
+        new_params: List[jax.Array] = []
+        new_buffers: Dict[str, List[jax.Array]] = {name: [] for name in old_buffers}
+        for i, (grad, param, group) in enumerate(zip(grads, params, groups)):
+            buffers = {name: old_buffers[name][i] for name in old_buffers}
+            delta, updated = rules[group].update(grad, buffers, param, group_lrs[group], count)
+            new_params.append(self._apply_delta(param, delta, group_lrs, group))
+            for name in old_buffers:
+                new_buffers[name].append(updated[name])
+        return new_params, new_buffers, {}
+
+    def _extra_states(self) -> Dict[str, OptimizerState]:
+        """Optimizer State besides the per-parameter buffers (saved in ``state_dict``)."""
+        return {}
 
     def _rules_for_step(self) -> List[UpdateRule]:
         """One rule per group: the fixed rule, or one fed the scheduler's cycled momentum."""
@@ -506,6 +528,8 @@ class Optimizer(brainstate.graph.Node):
                           jax.tree.map(np.asarray, self._scheduler.state_dict())),
             'buffers': {name: dict(zip(keys, map(np.asarray, state.value)))
                         for name, state in self._buffers.items()},
+            'extra': {name: jax.tree.map(np.asarray, state.value)
+                      for name, state in self._extra_states().items()},
         }
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
@@ -534,9 +558,14 @@ class Optimizer(brainstate.graph.Node):
             new_buffers[name] = values
         if (state.get('scheduler') is None) != (self._scheduler is None):
             raise ValueError("state_dict and optimizer disagree on whether an LRScheduler is attached")
+        extra = state.get('extra', {})
+        if set(extra) != set(self._extra_states()):
+            raise ValueError(f"state_dict extra state {sorted(extra)} != {sorted(self._extra_states())}")
         for name, values in new_buffers.items():
             self._buffers[name].value = values
         self.step_count.value = jnp.asarray(state['step_count'], jnp.int32)
+        for name, target in self._extra_states().items():
+            target.value = jax.tree.map(jnp.asarray, extra[name])
         if self._scheduler is not None:
             self._scheduler.load_state_dict(state['scheduler'])
         else:
