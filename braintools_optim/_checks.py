@@ -48,3 +48,14 @@ def nonzero(name: str, value) -> float:
     if number == 0.0:
         raise ValueError(f"{name} must be non-zero, got {value!r}")
     return number
+
+
+def positive_int(name: str, value) -> int:
+    """An integer ``>= 1``."""
+    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
+            hasattr(value, '__index__')):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    number = int(value)
+    if number < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return number

@@ -111,8 +111,19 @@ class Optimizer(brainstate.graph.Node):
         param_clip_value: clip every new parameter element to ``[-v, v]`` (neon).
         rescale_grad: multiply gradients by this first (MXNet; e.g. ``1/batch_size``).
         skip_nonfinite: when any gradient element is NaN or Inf, leave parameters,
-            buffers and the step counter untouched and count the step in
-            ``opt.nonfinite_skips`` instead (no host round-trip).
+            buffers, the step counter and the schedule untouched and count the step
+            in ``opt.nonfinite_skips`` instead (no host round-trip).
+        max_consecutive_skips: with ``skip_nonfinite``, raise an error (under jit
+            too) when this many consecutive steps were skipped; ``None``: never.
+        accumulate_steps: sum gradients over this many ``update`` calls and take
+            the real step on the last of them (``1``: every call is a step).
+            Step counter and schedule count real steps only.
+        accumulate_mean: divide the accumulated gradient by ``accumulate_steps``
+            (the mean over micro-batches; ``False`` keeps the sum).
+        schedule_per_update: advance the attached LRScheduler after every real
+            step (for per-step schedules such as OneCycleLR), so it cannot be forgotten.
+        decoupled_decay_scale: for decoupled weight decay, ``'lr'`` (torch:
+            ``theta(1 - lr_t wd)``) or ``'schedule'`` (the paper: ``theta(1 - (lr_t/base_lr) wd)``).
         hyperparameters: the subclass's own settings, exposed read-only.
     """
 
@@ -127,13 +138,22 @@ class Optimizer(brainstate.graph.Node):
     skip_nonfinite = fixed()
     schedule_per_update = fixed()
     decoupled_decay_scale = fixed()
+    max_consecutive_skips = fixed()
+    accumulate_steps = fixed()
+    accumulate_mean = fixed()
 
     def __init__(self, rule: UpdateRule, lr: Any, *, weight_decay: float = 0.0,
                  grad_clip_norm: Optional[float] = None, grad_clip_value: Optional[float] = None,
                  param_clip_value: Optional[float] = None, rescale_grad: float = 1.0,
-                 skip_nonfinite: bool = False, schedule_per_update: bool = False,
-                 decoupled_decay_scale: Optional[str] = None,
+                 skip_nonfinite: bool = False, max_consecutive_skips: Optional[int] = None,
+                 accumulate_steps: int = 1, accumulate_mean: bool = True,
+                 schedule_per_update: bool = False, decoupled_decay_scale: Optional[str] = None,
                  hyperparameters: Optional[Dict[str, Any]] = None):
+        if max_consecutive_skips is not None:
+            if not skip_nonfinite:
+                raise ValueError("max_consecutive_skips needs skip_nonfinite=True")
+            max_consecutive_skips = checks.positive_int('max_consecutive_skips', max_consecutive_skips)
+        accumulate_steps = checks.positive_int('accumulate_steps', accumulate_steps)
         if decoupled_decay_scale is not None and self.weight_decay_mode != 'decoupled':
             raise ValueError(f"decoupled_decay_scale only applies to decoupled weight decay; "
                              f"{type(self).__name__} adds weight decay to the gradient (coupled)")
@@ -152,14 +172,21 @@ class Optimizer(brainstate.graph.Node):
             skip_nonfinite=bool(skip_nonfinite),
             schedule_per_update=bool(schedule_per_update),
             decoupled_decay_scale=decoupled_decay_scale,
+            max_consecutive_skips=max_consecutive_skips,
+            accumulate_steps=accumulate_steps,
+            accumulate_mean=bool(accumulate_mean),
         )
         self._rule = rule
         self._registry = ParamRegistry()
         name = type(self).__name__
         self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
         self._buffers = {buffer: OptimizerState([], name=f'{name}.{buffer}') for buffer in rule.buffer_names}
-        self.nonfinite_skips = (OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.nonfinite_skips')
-                                if skip_nonfinite else None)
+        counter = lambda what: OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.{what}')
+        self.nonfinite_skips = counter('nonfinite_skips') if skip_nonfinite else None
+        self.consecutive_skips = counter('consecutive_skips') if skip_nonfinite else None
+        self.micro_step = counter('micro_step') if accumulate_steps > 1 else None
+        self._grad_accumulator = (OptimizerState([], name=f'{name}.grad_accumulator')
+                                  if accumulate_steps > 1 else None)
         self._groups: List[Dict[str, Any]] = [{'lr': None, 'weight_decay': self._hyper['weight_decay']}]
         self._scheduler: Optional[LRScheduler] = None
         self._lr_state: Optional[OptimizerState] = None
@@ -245,6 +272,11 @@ class Optimizer(brainstate.graph.Node):
                 else:
                     values.append(self._rule.init(_units.split(state.value)[0])[name])
             buffer_state.value = values
+        if self._grad_accumulator is not None:
+            old_values = self._grad_accumulator.value
+            self._grad_accumulator.value = [
+                old_values[position[id(state)]] if id(state) in position
+                else jnp.zeros_like(_units.split(state.value)[0]) for state in states]
         self._buffer_owner = states
 
     @property
@@ -381,24 +413,29 @@ class Optimizer(brainstate.graph.Node):
         params, units = zip(*[_units.split(value) for value in param_values])
         self._grad_units = dict(zip(keys, target_units))
 
+        grads_for_step, is_real = self._accumulate(raw_grads)
+        apply, finite = is_real, None
+        if self.skip_nonfinite:
+            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in grads_for_step]))
+            apply = finite if is_real is None else is_real & finite
+
         group_lrs = self._group_lrs()
         count = self.step_count.value + 1
-        processed = self._process_gradients(raw_grads, params, groups)
+        processed = self._process_gradients(grads_for_step, params, groups)
         old_buffers = {name: state.value for name, state in self._buffers.items()}
         new_params, new_buffers, new_extra = self._compute_updates(
             processed, list(params), groups, group_lrs, count, old_buffers)
 
-        finite = None
-        if self.skip_nonfinite:
-            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in raw_grads]))
-            keep = lambda new, old: jnp.where(finite, new, old)
+        if apply is not None:
+            keep = lambda new, old: jnp.where(apply, new, old)
             new_params = [keep(n, o) for n, o in zip(new_params, params)]
             new_buffers = {name: [keep(n, o) for n, o in zip(values, old_buffers[name])]
                            for name, values in new_buffers.items()}
             new_extra = {name: jax.tree.map(keep, value, self._extra_states()[name].value)
                          for name, value in new_extra.items()}
             count = keep(count, count - 1)
-            self.nonfinite_skips.value = self.nonfinite_skips.value + (1 - finite.astype(jnp.int32))
+        if finite is not None:
+            self._count_skips(finite, is_real)
 
         # Everything is computed: now write.
         for state, value, unit in zip(param_states, new_params, units):
@@ -410,7 +447,36 @@ class Optimizer(brainstate.graph.Node):
             extra_states[name].value = value
         self.step_count.value = count
         if self.schedule_per_update and self._scheduler is not None:
-            self._advance_scheduler(finite)
+            self._advance_scheduler(apply)
+
+    def _accumulate(self, grads):
+        """Gradient accumulation: ``(gradients for this step, traced "is a real step" or None)``."""
+        if self._grad_accumulator is None:
+            return grads, None
+        micro = self.micro_step.value + 1
+        summed = [acc + g for acc, g in zip(self._grad_accumulator.value, grads)]
+        is_real = micro >= self.accumulate_steps
+        # a real step starts the next window from zero
+        self._grad_accumulator.value = [jnp.where(is_real, jnp.zeros_like(s), s) for s in summed]
+        self.micro_step.value = jnp.where(is_real, 0, micro)
+        if self.accumulate_mean:
+            summed = [s / self.accumulate_steps for s in summed]
+        return summed, is_real
+
+    def _count_skips(self, finite, is_real) -> None:
+        """Count skipped real steps; raise (under jit too) after too many in a row."""
+        real = jnp.bool_(True) if is_real is None else is_real
+        skipped = real & ~finite
+        self.nonfinite_skips.value = self.nonfinite_skips.value + skipped.astype(jnp.int32)
+        consecutive = self.consecutive_skips.value
+        consecutive = jnp.where(real, jnp.where(finite, 0, consecutive + 1), consecutive)
+        self.consecutive_skips.value = consecutive
+        if self.max_consecutive_skips is not None:
+            brainstate.transform.jit_error_if(
+                consecutive >= self.max_consecutive_skips,
+                f"{type(self).__name__}: {self.max_consecutive_skips} consecutive updates had non-finite "
+                f"gradients and were skipped (skip_nonfinite=True, max_consecutive_skips="
+                f"{self.max_consecutive_skips}); the training has diverged or the loss produces NaN/Inf")
 
     def _compute_updates(self, grads, params, groups, group_lrs, count, old_buffers):
         """New parameters and buffers from processed gradients (all mantissas, key order).
@@ -455,16 +521,16 @@ class Optimizer(brainstate.graph.Node):
         raise ValueError(f"the LRScheduler cycles momentum, but {type(self).__name__} has no momentum "
                          f"to cycle; build the scheduler with cycle_momentum=False")
 
-    def _advance_scheduler(self, finite) -> None:
-        """``scheduler.step()`` after a real update; a skipped (non-finite) step does not count."""
-        if finite is None:
+    def _advance_scheduler(self, applied) -> None:
+        """``scheduler.step()`` after a real update; skipped or accumulating calls do not count."""
+        if applied is None:
             self._scheduler.step()
             return
         states = _scheduler_states(self._scheduler)
         before = [state.value for state in states]
         self._scheduler.step()
         for state, old in zip(states, before):
-            state.value = jax.tree.map(lambda new, o: jnp.where(finite, new, o), state.value, old)
+            state.value = jax.tree.map(lambda new, o: jnp.where(applied, new, o), state.value, old)
 
     def _process_gradients(self, grads, params, groups) -> List[jax.Array]:
         grads = gp.rescale(grads, self.rescale_grad)
