@@ -10,9 +10,10 @@
 1
 """
 
-from . import gradient_processing, rules, schedulers
+from . import checkpoint, gradient_processing, rules, schedulers
 from ._gradients import GradientMismatchError
 from ._optimizer import Optimizer, OptimizerState
+from .averaging import EMA, SWA
 from .optimizers import (SGD, Adadelta, Adam, AdamW, Momentum, MomentumNesterov, RMSProp,
                          RMSprop)
 from .schedulers import LRScheduler, StepLR
@@ -20,7 +21,7 @@ from .schedulers import LRScheduler, StepLR
 __version__ = '0.1.0'
 
 __all__ = [
-    'Adadelta', 'Adam', 'AdamW', 'GradientMismatchError', 'LRScheduler', 'Momentum',
+    'Adadelta', 'Adam', 'AdamW', 'EMA', 'GradientMismatchError', 'SWA', 'checkpoint', 'LRScheduler', 'Momentum',
     'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD', 'StepLR',
     'gradient_processing', 'rules', 'schedulers',
 ]
