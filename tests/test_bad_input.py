@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 
 import braintools_optim as bo
+from optimizer_zoo import ZOO
 
-ALL = [
-    lambda **kw: bo.SGD(lr=0.1, momentum=0.9, **kw),
-    lambda **kw: bo.Momentum(lr=0.1, **kw),
-    lambda **kw: bo.MomentumNesterov(lr=0.1, **kw),
-    lambda **kw: bo.Adam(lr=0.1, amsgrad=True, **kw),
-    lambda **kw: bo.AdamW(lr=0.1, **kw),
-    lambda **kw: bo.Adadelta(**kw),
-    lambda **kw: bo.RMSprop(lr=0.1, centered=True, momentum=0.9, **kw),
-]
+ALL = list(ZOO.values())
+IDS = list(ZOO)
 
 
 def make_problem(make, **kw):
@@ -60,7 +54,7 @@ BAD_GRADS = {
 
 
 @pytest.mark.parametrize('case', list(BAD_GRADS))
-@pytest.mark.parametrize('make', ALL)
+@pytest.mark.parametrize('make', ALL, ids=IDS)
 def test_bad_gradients_raise_and_leave_everything_unchanged(make, case):
     opt, params, good = make_problem(make)
     corrupt, message = BAD_GRADS[case]
@@ -74,7 +68,7 @@ def test_bad_gradients_raise_and_leave_everything_unchanged(make, case):
 
 @pytest.mark.parametrize('case', ['missing key', 'wrong shape', 'wrong dtype'])
 def test_bad_gradients_inside_jit_raise_at_trace_time_and_change_nothing(case):
-    opt, params, good = make_problem(ALL[3])
+    opt, params, good = make_problem(ZOO['Adam'])
     corrupt, message = BAD_GRADS[case]
     bad = corrupt(good)
 
@@ -132,7 +126,7 @@ def test_hyperparameters_cannot_be_changed_silently():
     assert opt.betas == (0.8, 0.9)
 
 
-@pytest.mark.parametrize('make', ALL)
+@pytest.mark.parametrize('make', ALL, ids=IDS)
 @pytest.mark.parametrize('bad_value', [math.nan, math.inf])
 def test_nonfinite_gradient_step_is_skipped_when_asked(make, bad_value):
     opt, params, good = make_problem(make, skip_nonfinite=True)
@@ -147,7 +141,7 @@ def test_nonfinite_gradient_step_is_skipped_when_asked(make, bad_value):
 
 
 def test_nonfinite_skip_works_inside_jit_without_host_sync():
-    opt, params, good = make_problem(ALL[3], skip_nonfinite=True)
+    opt, params, good = make_problem(ZOO['Adam'], skip_nonfinite=True)
 
     @brainstate.transform.jit
     def step(grads):
@@ -161,7 +155,7 @@ def test_nonfinite_skip_works_inside_jit_without_host_sync():
 
 
 def test_without_skip_a_nan_gradient_propagates_like_every_library():
-    opt, params, good = make_problem(ALL[0])
+    opt, params, good = make_problem(ZOO['SGD'])
     opt.update({**good, ('b',): jnp.array([jnp.nan, 0.0])})
     assert np.isnan(np.asarray(params[1].value)[0])
 
@@ -180,3 +174,28 @@ def test_switching_lr_source_after_a_traced_update_raises():
     opt.lr = 0.05                      # a new float value is fine: it lives in State
     step()
     np.testing.assert_allclose(w.value, 1.0 - 0.1 - 0.05, rtol=1e-6)
+
+
+@pytest.mark.parametrize('make', ALL, ids=IDS)
+def test_registering_after_a_jitted_step_raises_and_update_before_registration_raises(make):
+    with pytest.raises(RuntimeError, match='register_trainable_weights'):
+        make().update({})
+    opt, params, good = make_problem(make)
+
+    @brainstate.transform.jit
+    def step(grads):
+        opt.update(grads)
+
+    step(good)
+    with pytest.raises(RuntimeError, match='Register every weight'):
+        opt.register_trainable_weights([brainstate.ParamState(jnp.ones(2))])
+    assert len(opt.param_states) == 2
+
+
+@pytest.mark.parametrize('make', ALL, ids=IDS)
+@pytest.mark.parametrize('bad', [brainstate.ShortTermState(jnp.ones(2)), jnp.ones(2), 'weights'])
+def test_registering_something_that_is_not_a_param_state_raises(make, bad):
+    opt = make()
+    with pytest.raises(TypeError):
+        opt.register_trainable_weights({'bad': bad})
+    assert opt.param_states == {}
