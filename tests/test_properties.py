@@ -10,7 +10,8 @@ import braintools_optim as bo
 from optimizer_zoo import ZOO
 
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
-FINITE = st.floats(-10.0, 10.0, allow_nan=False, width=32)
+# XLA:CPU flushes subnormals to zero, so they are left out of the inputs.
+FINITE = st.floats(-10.0, 10.0, allow_nan=False, width=32, allow_subnormal=False)
 COMMON = settings(max_examples=10, deadline=None)
 
 
