@@ -49,7 +49,9 @@ def test_zero_gradients_without_decay_never_move_parameters(name, shape, data):
 @COMMON
 @given(shape=SHAPES, scale=st.floats(1e-2, 1e2), data=st.data())
 def test_scaling_the_loss_does_not_change_adams_steps(shape, scale, data):
-    grads = [data.draw(arrays(shape)) for _ in range(3)]
+    # Scale invariance holds where |g| >> eps; tiny gradients are set to exactly 0.
+    grads = [data.draw(arrays(shape).map(lambda x: np.where(np.abs(x) < 1e-3, 0, x).astype(np.float32)))
+             for _ in range(3)]
     a = brainstate.ParamState(jnp.zeros(shape))
     b = brainstate.ParamState(jnp.zeros(shape))
     plain = bo.Adam(lr=0.1, eps=1e-12).register_trainable_weights([a])
