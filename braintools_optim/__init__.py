@@ -16,12 +16,20 @@ from ._optimizer import Optimizer, OptimizerState
 from .averaging import EMA, SWA
 from .optimizers import (SGD, Adadelta, Adam, AdamW, Momentum, MomentumNesterov, RMSProp,
                          RMSprop)
-from .schedulers import LRScheduler, StepLR
+from .schedulers import (ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts,
+                         CyclicLR, ExponentialDecayLR, ExponentialLR, LambdaLR, LinearLR, LRScheduler,
+                         MultiplicativeLR, MultiStepLR, OneCycleLR, PiecewiseConstantSchedule, PolynomialLR,
+                         ReduceLROnPlateau, SequentialLR, StepLR, WarmupCosineSchedule, WarmupScheduler)
 
 __version__ = '0.1.0'
 
 __all__ = [
     'Adadelta', 'Adam', 'AdamW', 'EMA', 'GradientMismatchError', 'SWA', 'checkpoint', 'LRScheduler', 'Momentum',
-    'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD', 'StepLR',
+    'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD',
     'gradient_processing', 'rules', 'schedulers',
+    # schedulers
+    'ChainedScheduler', 'ConstantLR', 'CosineAnnealingLR', 'CosineAnnealingWarmRestarts', 'CyclicLR',
+    'ExponentialDecayLR', 'ExponentialLR', 'LambdaLR', 'LinearLR', 'MultiStepLR', 'MultiplicativeLR',
+    'OneCycleLR', 'PiecewiseConstantSchedule', 'PolynomialLR', 'ReduceLROnPlateau', 'SequentialLR', 'StepLR',
+    'WarmupCosineSchedule', 'WarmupScheduler',
 ]
