@@ -89,6 +89,11 @@ def _scheduler_states(scheduler) -> List[brainstate.State]:
     return found
 
 
+def cycles_momentum(lr) -> bool:
+    """Whether ``lr`` is a scheduler that drives the momentum / beta1 (``cycle_momentum=True``)."""
+    return bool(getattr(lr, 'cycle_momentum', False))
+
+
 def _contains_tracer(tree) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 

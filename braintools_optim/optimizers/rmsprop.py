@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._optimizer import Optimizer, cycles_momentum, fixed
 from ..rules import rmsprop
 from ..rules.rmsprop import EPS_PLACEMENTS
 
@@ -72,12 +72,16 @@ class RMSprop(Optimizer):
             raise ValueError(f"eps_placement must be one of {EPS_PLACEMENTS}, got {eps_placement!r}")
         hyper = dict(alpha=alpha, eps=eps, momentum=momentum, centered=bool(centered),
                      eps_placement=eps_placement, initial_accumulator_value=initial)
-        super().__init__(rmsprop(**hyper), lr, weight_decay=weight_decay, hyperparameters=hyper, **options)
+        # A momentum-cycling scheduler drives momentum even from 0 (torch), so keep a buffer then.
+        buffered = momentum if momentum or not cycles_momentum(lr) else 1.0
+        super().__init__(rmsprop(**{**hyper, 'momentum': buffered}), lr, weight_decay=weight_decay,
+                         hyperparameters=hyper, **options)
 
     def _rule_with_momentum(self, momentum):
-        if self.momentum == 0.0:
-            raise ValueError("cannot cycle the momentum of RMSprop(momentum=0): it keeps no momentum "
-                             "buffer; construct it with momentum > 0")
+        if 'momentum_buffer' not in self._rule.buffer_names:
+            raise ValueError("cannot cycle the momentum of RMSprop(momentum=0) whose scheduler was attached "
+                             "after construction: it keeps no momentum buffer; pass the scheduler as "
+                             "lr= when constructing it, or construct it with momentum > 0")
         hyper = {name: getattr(self, name) for name in ('alpha', 'eps', 'centered', 'eps_placement',
                                                         'initial_accumulator_value')}
         return rmsprop(momentum=momentum, **hyper)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._optimizer import Optimizer, cycles_momentum, fixed
 from ..rules import sgd
 
 
@@ -52,16 +52,20 @@ class SGD(Optimizer):
         dampening = checks.unit_interval('dampening', dampening, include_one=True)
         if nesterov and (momentum == 0.0 or dampening != 0.0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
+        # A scheduler that cycles momentum (torch's OneCycleLR/CyclicLR default) drives it even
+        # from momentum=0, as in torch, so the rule then keeps a momentum buffer.
+        buffered = momentum if momentum or not cycles_momentum(lr) else 1.0
         super().__init__(
-            sgd(momentum=momentum, dampening=dampening, nesterov=bool(nesterov)), lr,
+            sgd(momentum=buffered, dampening=dampening, nesterov=bool(nesterov)), lr,
             weight_decay=weight_decay,
             hyperparameters=dict(momentum=momentum, dampening=dampening, nesterov=bool(nesterov)),
             **options)
 
     def _rule_with_momentum(self, momentum):
-        if self.momentum == 0.0:
-            raise ValueError("cannot cycle the momentum of SGD(momentum=0): it keeps no momentum "
-                             "buffer; construct it with momentum > 0")
+        if 'momentum_buffer' not in self._rule.buffer_names:
+            raise ValueError("cannot cycle the momentum of SGD(momentum=0) whose scheduler was attached "
+                             "after construction: it keeps no momentum buffer; pass the scheduler as "
+                             "lr= when constructing it, or construct it with momentum > 0")
         return sgd(momentum=momentum, dampening=self.dampening, nesterov=self.nesterov)
 
 
