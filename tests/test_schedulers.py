@@ -576,13 +576,16 @@ def test_braintools_compatible_signatures():
 
 
 # ---------------------------------------------------------------------------------------- plotting
-def test_plot_and_schedule_values():
-    import matplotlib
+def test_plot():
+    matplotlib = pytest.importorskip('matplotlib')     # an optional extra ('examples')
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     ax = S.plot(S.CyclicLR(0.01, 0.1, 5), steps=30, momentum=True)
     assert len(ax.lines) == 1
     plt.close('all')
+
+
+def test_schedule_values():
     plateau = S.ReduceLROnPlateau(1.0, factor=0.5, patience=0)
     plateau.step(5.0)
     values = S.schedule_values(plateau, steps=4, metrics=[1.0, 2.0, 3.0])
