@@ -14,8 +14,9 @@ from . import checkpoint, gradient_processing, rules, schedulers
 from ._gradients import GradientMismatchError
 from ._optimizer import Optimizer, OptimizerState
 from .averaging import EMA, SWA
-from .optimizers import (SGD, Adadelta, Adam, AdamW, Momentum, MomentumNesterov, RMSProp,
-                         RMSprop)
+from .optimizers import (SGD, SM3, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, AdamW, Fromage, Lion,
+                         Momentum, MomentumNesterov, NAdam, NAdamW, Nadam, Novograd, RAdam, RMSProp, RMSprop,
+                         Rprop, Yogi)
 from .schedulers import (ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts,
                          CyclicLR, ExponentialDecayLR, ExponentialLR, LambdaLR, LinearLR, LRScheduler,
                          MultiplicativeLR, MultiStepLR, OneCycleLR, PiecewiseConstantSchedule, PolynomialLR,
@@ -27,6 +28,8 @@ __all__ = [
     'Adadelta', 'Adam', 'AdamW', 'EMA', 'GradientMismatchError', 'SWA', 'checkpoint', 'LRScheduler', 'Momentum',
     'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD',
     'gradient_processing', 'rules', 'schedulers',
+    'AdaBelief', 'Adagrad', 'Adamax', 'Adan', 'Fromage', 'Lion', 'NAdam', 'NAdamW', 'Nadam', 'Novograd',
+    'RAdam', 'Rprop', 'SM3', 'Yogi',
     # schedulers
     'ChainedScheduler', 'ConstantLR', 'CosineAnnealingLR', 'CosineAnnealingWarmRestarts', 'CyclicLR',
     'ExponentialDecayLR', 'ExponentialLR', 'LambdaLR', 'LinearLR', 'MultiStepLR', 'MultiplicativeLR',

@@ -19,8 +19,13 @@ def arrays(shape):
     return hnp.arrays(np.float32, shape, elements=FINITE)
 
 
+# Element-wise optimizers keep buffers shaped like the parameter; the per-tensor ones (Novograd,
+# Fromage, SM3) and those with scalar bookkeeping (Nadam's mu product, Rprop's previous lr) do not.
+ELEMENTWISE = sorted(set(ZOO) - {'Nadam', 'NAdamW', 'Rprop', 'Novograd', 'Fromage', 'SM3'})
+
+
 @COMMON
-@given(name=st.sampled_from(sorted(ZOO)), shape=SHAPES, data=st.data())
+@given(name=st.sampled_from(ELEMENTWISE), shape=SHAPES, data=st.data())
 def test_buffers_always_have_the_parameter_shape_and_dtype(name, shape, data):
     w = brainstate.ParamState(jnp.asarray(data.draw(arrays(shape))))
     opt = ZOO[name]().register_trainable_weights([w])

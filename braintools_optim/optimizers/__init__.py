@@ -1,8 +1,22 @@
 """User-facing optimizers: each a pure rule from :mod:`braintools_optim.rules` plus settings."""
 
+from .adabelief import AdaBelief
 from .adadelta import Adadelta
+from .adagrad import Adagrad
 from .adam import Adam, AdamW
+from .adamax import Adamax
+from .adan import Adan
+from .fromage import Fromage
+from .lion import Lion
+from .nadam import NAdam, NAdamW, Nadam
+from .novograd import Novograd
+from .radam import RAdam
 from .rmsprop import RMSProp, RMSprop
+from .rprop import Rprop
 from .sgd import SGD, Momentum, MomentumNesterov
+from .sm3 import SM3
+from .yogi import Yogi
 
-__all__ = ['Adadelta', 'Adam', 'AdamW', 'Momentum', 'MomentumNesterov', 'RMSProp', 'RMSprop', 'SGD']
+__all__ = ['AdaBelief', 'Adadelta', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Adan', 'Fromage', 'Lion',
+           'Momentum', 'MomentumNesterov', 'NAdam', 'NAdamW', 'Nadam', 'Novograd', 'RAdam', 'RMSProp',
+           'RMSprop', 'Rprop', 'SGD', 'SM3', 'Yogi']

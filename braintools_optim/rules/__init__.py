@@ -2,13 +2,28 @@
 
 Nothing here knows about brainstate, units or registration; the stateful layer
 (:mod:`braintools_optim._optimizer`) feeds these functions mantissas, one
-parameter (or one flat buffer) at a time.
+parameter at a time. Most rules are element-wise (``adam``, ``sgd``, ...);
+``novograd``, ``fromage`` and ``sm3`` work per tensor and some keep scalar or
+factored buffers: the engine always runs a rule on whole parameters.
 """
 
 from ._base import UpdateRule
+from .adabelief import adabelief
 from .adadelta import adadelta
+from .adagrad import adagrad
 from .adam import adam
+from .adamax import adamax
+from .adan import adan
+from .fromage import fromage
+from .lion import lion
+from .nadam import nadam
+from .novograd import novograd
+from .radam import radam
 from .rmsprop import rmsprop
+from .rprop import rprop
 from .sgd import sgd
+from .sm3 import sm3
+from .yogi import yogi
 
-__all__ = ['UpdateRule', 'adadelta', 'adam', 'rmsprop', 'sgd']
+__all__ = ['UpdateRule', 'adabelief', 'adadelta', 'adagrad', 'adam', 'adamax', 'adan', 'fromage', 'lion',
+           'nadam', 'novograd', 'radam', 'rmsprop', 'rprop', 'sgd', 'sm3', 'yogi']

@@ -13,10 +13,11 @@ brainstate, no units and no Python state in them:
     learning rate of this step and ``count`` the 1-based step number, both traced
     scalars. The new parameter is ``param + delta``.
 
-Every rule in this package is element-wise: ``update`` applied to one array,
-to each of many arrays, or to their concatenation gives the same numbers. That
-is what lets the stateful layer run a rule per parameter or on one flat buffer
-per dtype.
+Most rules are element-wise: ``update`` applied to one array, to each of many
+arrays, or to their concatenation gives the same numbers, so they could run on
+one flat buffer per dtype. Per-tensor rules (trust ratios, norms, factored or
+scalar buffers: Novograd, Fromage, SM3, Lamb, Lars, Adafactor, Muon) must see
+one whole parameter at a time; the engine always calls rules per parameter.
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ._base import UpdateRule, as_dtype, bias_correction, zeros_like_buffers
+from ._scheduled import scalar
 
 
 def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float = 0.0,
@@ -50,14 +51,15 @@ def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float 
     def update(grad, buffers, param, lr, count):
         dtype = grad.dtype
         t = as_dtype(count, dtype)
-        exp_avg = b1 * buffers['exp_avg'] + (1.0 - b1) * grad
+        beta1 = scalar(b1, dtype)           # a cycled beta1 arrives traced (float64 under x64)
+        exp_avg = beta1 * buffers['exp_avg'] + (1.0 - beta1) * grad
         exp_avg_sq = b2 * buffers['exp_avg_sq'] + (1.0 - b2) * grad * grad
         new_buffers = {'exp_avg': exp_avg, 'exp_avg_sq': exp_avg_sq}
         second = exp_avg_sq
         if amsgrad:
             second = jnp.maximum(buffers['max_exp_avg_sq'], exp_avg_sq)
             new_buffers['max_exp_avg_sq'] = second
-        correction1 = bias_correction(b1, t)
+        correction1 = bias_correction(beta1, t)
         correction2 = bias_correction(b2, t)
         lr = as_dtype(lr, dtype)
         if eps_hat:

@@ -28,6 +28,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ._base import UpdateRule, as_dtype, is_zero
+from ._scheduled import scalar
 
 EPS_PLACEMENTS = ('outside', 'inside', 'both')
 
@@ -71,7 +72,7 @@ def rmsprop(alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
             s = square_avg - grad_avg * grad_avg
         step = grad / denominator(s)
         if not is_zero(momentum):
-            step = momentum * buffers['momentum_buffer'] + step
+            step = scalar(momentum, grad.dtype) * buffers['momentum_buffer'] + step
             new_buffers['momentum_buffer'] = step
         return -as_dtype(lr, grad.dtype) * step, new_buffers
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ._base import UpdateRule, as_dtype, is_zero, zeros_like_buffers
+from ._scheduled import scalar
 
 
 def sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -> UpdateRule:
@@ -41,11 +42,12 @@ def sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -
 
     def update_momentum(grad, buffers, param, lr, count):
         previous = buffers['momentum_buffer']
-        accumulated = momentum * previous + (1.0 - dampening) * grad
+        mu = scalar(momentum, grad.dtype)       # a cycled momentum arrives traced
+        accumulated = mu * previous + (1.0 - dampening) * grad
         if not is_zero(dampening):
             # torch starts the buffer at g_1 itself, undamped.
             accumulated = jnp.where(jnp.asarray(count) == 1, grad, accumulated)
-        direction = grad + momentum * accumulated if nesterov else accumulated
+        direction = grad + mu * accumulated if nesterov else accumulated
         return -as_dtype(lr, grad.dtype) * direction, {'momentum_buffer': accumulated}
 
     return UpdateRule('sgd', ('momentum_buffer',), zeros_like_buffers(('momentum_buffer',)),

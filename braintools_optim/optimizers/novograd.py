@@ -1,0 +1,81 @@
+"""NovoGrad (optax ``novograd`` / paper conventions)."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from .. import _checks as checks
+from .._optimizer import Optimizer, fixed
+from ..rules.novograd import novograd
+from ..schedulers._base import float_dtype
+from ._betas import check_betas
+
+
+class Novograd(Optimizer):
+    r"""NovoGrad (Ginsburg et al. 2019): layer-wise normalised gradients with momentum.
+
+    After the common gradient processing (rescale, clip by value, clip by
+    global norm), per parameter tensor::
+
+        v_1 = \lVert g_1\rVert^2,   v_t = \beta_2 v_{t-1} + (1 - \beta_2)\lVert g_t\rVert^2   (one number per tensor)
+        m_t = \beta_1 m_{t-1} + \frac{g_t}{\sqrt{v_t} + \epsilon} + \lambda\theta_{t-1}
+        \theta_t = \theta_{t-1} - \eta_t m_t
+
+    **Weight decay is part of the rule**: :math:`\lambda\theta` is added to the
+    *normalised* gradient, inside the momentum (the paper's Algorithm 1 and
+    optax ``novograd``). It is neither the engine's coupled decay (which would
+    be normalised by :math:`\sqrt{v}`) nor its decoupled decay (no momentum).
+    The second moment is a scalar buffer per parameter (``exp_avg_sq``, shape
+    ``()``), so "a layer" is one registered parameter.
+
+    Conventions: optax ``novograd`` (no bias correction, no :math:`1-\beta_1`
+    factor on the momentum, :math:`v_1 = \lVert g_1\rVert^2`; we take :math:`v_1` at
+    the parameter's first non-zero gradient, the same unless a parameter is
+    registered late or starts with an exactly zero gradient). Defaults are
+    braintools' (betas (0.9, 0.999), eps 1e-8); optax's are (0.9, 0.25), 1e-6.
+
+    Args:
+        lr: learning rate (float or LRScheduler), default 1e-3.
+        betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``, default (0.9, 0.999).
+        eps: :math:`\epsilon > 0`, default 1e-8, in the gradient's unit.
+        weight_decay: in-rule coefficient :math:`\lambda`, default 0.
+        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
+            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+
+    Example:
+
+    >>> import brainstate, jax.numpy as jnp
+    >>> from braintools_optim.optimizers.novograd import Novograd
+    >>> w = brainstate.ParamState(jnp.array([1.0, 1.0]))
+    >>> opt = Novograd(lr=0.1).register_trainable_weights({'w': w})
+    >>> opt.update({('w',): jnp.array([3.0, 4.0])})   # -lr * g / ||g||
+    >>> [round(x, 4) for x in w.value.tolist()]
+    [0.94, 0.92]
+    """
+
+    #: neither 'coupled' nor 'decoupled': the engine leaves the decay to the rule.
+    weight_decay_mode = 'in_rule'
+
+    betas = fixed()
+    eps = fixed()
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+                 **options):
+        b1, b2 = check_betas(betas)
+        eps = checks.positive('eps', eps)
+        weight_decay = checks.non_negative('weight_decay', weight_decay)
+        super().__init__(novograd(b1, b2, eps, weight_decay), lr, weight_decay=weight_decay,
+                         hyperparameters=dict(betas=(b1, b2), eps=eps), **options)
+
+    def _rules_for_step(self):
+        """One rule per parameter group, with the group's weight decay (it lives in the rule)
+        and, under ``OneCycleLR(cycle_momentum=True)``, the cycled :math:`\\beta_1`."""
+        b1, b2 = self.betas
+        scheduler = self._scheduler
+        cycled = None
+        if scheduler is not None and getattr(scheduler, 'cycle_momentum', False):
+            cycled = jnp.broadcast_to(jnp.asarray(scheduler.current_momentum, dtype=float_dtype()),
+                                      (self.num_groups,))
+        return [novograd(b1 if cycled is None else cycled[g], b2, self.eps, group['weight_decay'])
+                for g, group in enumerate(self._groups)]
+
