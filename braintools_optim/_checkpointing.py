@@ -57,6 +57,7 @@ class CheckpointMixin:
             'param_groups': [dict(group) for group in self._groups],
             'params': {key: _describe(state.value, group)
                        for key, state, group in zip(keys, states, self._registry.groups())},
+            'step_offsets': dict(zip(keys, self._param_step_offsets())),
             'buffers': {name: dict(zip(keys, map(np.asarray, state.value)))
                         for name, state in self._buffers.items()},
             'grad_accumulator': (None if self._grad_accumulator is None else
@@ -114,6 +115,10 @@ class CheckpointMixin:
             target.value = extra[name]
         for name, target in self._counters().items():
             target.value = counters[name]
+        # parameters the checkpoint lacks (strict=False) start their own step count now
+        restart = int(counters['step_count'])
+        for key, param_state in zip(keys, self._registry.states()):
+            self._step_offsets[id(param_state)] = int(state.get('step_offsets', {}).get(key, restart))
         if self._scheduler is not None:
             self._scheduler.load_state_dict(state['scheduler']['state'])
         else:

@@ -35,6 +35,11 @@ from ._registry import ParamRegistry
 from .rules._base import UpdateRule
 from .schedulers._base import LRScheduler, check_learning_rate, float_dtype
 
+#: where weight decay acts: ``'coupled'`` (L2 added to the gradient before the rule),
+#: ``'decoupled'`` (``theta(1 - lr wd)`` after the rule) or ``'in_rule'`` (the rule applies the
+#: group's decay itself, e.g. inside a trust ratio; the class builds per-group rules).
+WEIGHT_DECAY_MODES = ('coupled', 'decoupled', 'in_rule')
+
 #: how decoupled weight decay is scaled: ``'lr'`` — ``theta * (1 - lr_t * wd)`` (torch AdamW,
 #: optax adamw, Keras); ``'schedule'`` — ``theta * (1 - (lr_t / base_lr) * wd)``, the schedule
 #: multiplier only (Loshchilov & Hutter, Algorithm 2).
@@ -157,9 +162,11 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
                 raise ValueError("max_consecutive_skips needs skip_nonfinite=True")
             max_consecutive_skips = checks.positive_int('max_consecutive_skips', max_consecutive_skips)
         accumulate_steps = checks.positive_int('accumulate_steps', accumulate_steps)
+        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
+            raise TypeError(f"{type(self).__name__}.weight_decay_mode must be one of {WEIGHT_DECAY_MODES}")
         if decoupled_decay_scale is not None and self.weight_decay_mode != 'decoupled':
             raise ValueError(f"decoupled_decay_scale only applies to decoupled weight decay; "
-                             f"{type(self).__name__} adds weight decay to the gradient (coupled)")
+                             f"{type(self).__name__}'s weight decay is {self.weight_decay_mode!r}")
         if self.weight_decay_mode == 'decoupled':
             decoupled_decay_scale = decoupled_decay_scale or 'lr'
             if decoupled_decay_scale not in DECOUPLED_DECAY_SCALES:
@@ -195,6 +202,7 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         self._lr_state: Optional[OptimizerState] = None
         self._set_lr_source(lr)
         self._grad_units: Dict[Any, Any] = {}
+        self._step_offsets: Dict[int, int] = {}      # id(ParamState) -> step_count at registration
         self._compiled_step = None
         self._traced_by_caller = False
         self._num_traces = 0
@@ -266,6 +274,11 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         old_order = getattr(self, '_buffer_owner', [])
         states = self._registry.states()
         position = {id(state): i for i, state in enumerate(old_order)}
+        # A parameter registered after some (eager) steps counts its own steps from 1, as in
+        # torch, where every parameter keeps its own step: bias corrections start fresh.
+        now = int(self.step_count.value)
+        for state in states:
+            self._step_offsets.setdefault(id(state), now)
         for name, buffer_state in self._buffers.items():
             old_values = buffer_state.value
             values = []
@@ -492,15 +505,21 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         (and keeps unchanged on a skipped non-finite step).
         """
         rules = self._rules_for_step()
+        offsets = self._param_step_offsets()
         new_params: List[jax.Array] = []
         new_buffers: Dict[str, List[jax.Array]] = {name: [] for name in old_buffers}
         for i, (grad, param, group) in enumerate(zip(grads, params, groups)):
             buffers = {name: old_buffers[name][i] for name in old_buffers}
-            delta, updated = rules[group].update(grad, buffers, param, group_lrs[group], count)
+            own_count = count - offsets[i] if offsets[i] else count
+            delta, updated = rules[group].update(grad, buffers, param, group_lrs[group], own_count)
             new_params.append(self._apply_delta(param, delta, group_lrs, group))
             for name in old_buffers:
                 new_buffers[name].append(updated[name])
         return new_params, new_buffers, {}
+
+    def _param_step_offsets(self) -> List[int]:
+        """Per parameter, the step count at its registration (its own count is ``count - offset``)."""
+        return [self._step_offsets[id(state)] for state in self._registry.states()]
 
     def _extra_states(self) -> Dict[str, OptimizerState]:
         """Optimizer State besides the per-parameter buffers (saved in ``state_dict``)."""
