@@ -3,6 +3,7 @@
 import math
 
 import brainstate
+import brainunit as u
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,14 +19,15 @@ IDS = list(ZOO)
 def make_problem(make, **kw):
     w = brainstate.ParamState(jnp.array([[1.0, 2.0], [3.0, 4.0]]))
     b = brainstate.ParamState(jnp.array([0.5, -0.5]))
-    opt = make(**kw).register_trainable_weights({'w': w, 'b': b})
-    good = {('w',): jnp.ones((2, 2)), ('b',): jnp.ones(2)}
+    tau = brainstate.ParamState(jnp.array([10.0, 20.0, 30.0]) * u.ms)
+    opt = make(**kw).register_trainable_weights({'w': w, 'b': b, 'tau': tau})
+    good = {('w',): jnp.ones((2, 2)), ('b',): jnp.ones(2), ('tau',): jnp.ones(3) * u.ms}
     opt.update(good)            # non-trivial moments before the bad call
-    return opt, (w, b), good
+    return opt, (w, b, tau), good
 
 
 def snapshot(opt, params):
-    return ([np.asarray(p.value) for p in params],
+    return ([np.asarray(u.get_mantissa(p.value)) for p in params],
             {name: [np.asarray(x) for x in state.value] for name, state in opt._buffers.items()},
             np.asarray(opt.step_count.value))
 
@@ -50,6 +52,9 @@ BAD_GRADS = {
     'python scalar': (lambda g: {**g, ('b',): 1.0}, "'b' must be an array"),
     'None': (lambda g: {**g, ('b',): None}, "'b' must be an array"),
     'not a dict': (lambda g: list(g.values()), 'dict of parameter path'),
+    'unit dropped': (lambda g: {**g, ('tau',): jnp.ones(3)}, "unit mismatch for 'tau'"),
+    'wrong unit': (lambda g: {**g, ('tau',): jnp.ones(3) * u.mV}, "unit mismatch for 'tau'"),
+    'unit on a plain parameter': (lambda g: {**g, ('b',): jnp.ones(2) * u.ms}, "unit mismatch for 'b'"),
 }
 
 
@@ -62,6 +67,16 @@ def test_bad_gradients_raise_and_leave_everything_unchanged(make):
         with pytest.raises((ValueError, TypeError), match=message):
             opt.update(corrupt(good))
         assert_unchanged(before, snapshot(opt, params))
+    for bad_lr in (-0.1, float('nan')):
+        with pytest.raises((ValueError, RuntimeError), match='lr|learning rate'):
+            opt.lr = bad_lr
+    assert_unchanged(before, snapshot(opt, params))
+    other = bo.SGD(lr=0.1) if not isinstance(opt, bo.SGD) else bo.Adam(lr=0.1)
+    other.register_trainable_weights({'w': brainstate.ParamState(jnp.ones((2, 2)))})
+    other.update({('w',): jnp.ones((2, 2))})
+    with pytest.raises(ValueError, match='checkpoint'):
+        opt.load_state_dict(other.state_dict())          # another optimizer and model
+    assert_unchanged(before, snapshot(opt, params))
     opt.update(good)            # still usable afterwards
     assert int(opt.step_count.value) == 2
 
@@ -189,7 +204,7 @@ def test_registering_after_a_jitted_step_raises_and_update_before_registration_r
     step(good)
     with pytest.raises(RuntimeError, match='Register every weight'):
         opt.register_trainable_weights([brainstate.ParamState(jnp.ones(2))])
-    assert len(opt.param_states) == 2
+    assert len(opt.param_states) == 3
 
 
 @pytest.mark.parametrize('make', ALL, ids=IDS)
