@@ -38,10 +38,8 @@ import sys
 import numpy as np
 import torch
 
-STEPS = 25
-PARAMS = (('s', ()), ('v', (5,)), ('m', (3, 4)), ('t', (2, 3, 2)))
-SIZE = sum(int(np.prod(shape)) for _, shape in PARAMS)
-OUT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 'tests', 'golden')
+# The problem (shapes, steps, initial values, coefficients, noise) is the seed optimizers' one.
+from make_torch_golden import OUT_DIR, PARAMS, STEPS, problem, split  # noqa: E402
 
 # torch.optim.lr_scheduler.CyclicLR, stepped after every optimizer step; it also
 # cycles beta1 (cycle_momentum=True), which reaches our rules as a traced value.
@@ -92,24 +90,6 @@ CONFIGS = {
          dict(lr=0.02, etas=(0.3, 1.5), step_sizes=(2e-3, 0.1), weight_decay=0.05)),
     ],
 }
-
-
-def problem(seed: int):
-    """Initial parameters, coefficients and noise (float64, flat) for one configuration."""
-    rng = np.random.default_rng(seed)
-    init = rng.normal(0.0, 1.2, SIZE)
-    c = rng.uniform(0.5, 2.0, SIZE)
-    noise = rng.normal(0.0, 0.5, (STEPS, SIZE))
-    return init, c, noise
-
-
-def split(flat: np.ndarray):
-    out, start = [], 0
-    for _, shape in PARAMS:
-        n = int(np.prod(shape))
-        out.append(flat[start:start + n].reshape(shape))
-        start += n
-    return out
 
 
 def run_torch(cls_name, torch_kwargs, processing, init, c, noise, dtype):
