@@ -34,12 +34,12 @@ GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
 
 
 def split(flat) -> Dict[str, np.ndarray]:
-    """Flat vector -> ``{name: array}`` shaped like ``PARAMS``."""
+    """Flat vector (or a stack of them, e.g. noise per step) -> ``{name: array}`` shaped like ``PARAMS``."""
     flat = np.asarray(flat)
     out, start = {}, 0
     for name, shape in PARAMS:
         n = int(np.prod(shape))
-        out[name] = flat[start:start + n].reshape(shape)
+        out[name] = flat[..., start:start + n].reshape(flat.shape[:-1] + shape)
         start += n
     assert start == flat.shape[-1] == SIZE
     return out
@@ -66,12 +66,14 @@ def precision(dtype):
     return contextlib.nullcontext()
 
 
-def run_ours(make_optimizer: Callable[[], object], init, c, noise, dtype) -> np.ndarray:
+def run_ours(make_optimizer: Callable[[], object], init, c, noise, dtype,
+             after_update: Callable[[object], None] = None) -> np.ndarray:
     """Train with a braintools_optim optimizer; return the ``(steps + 1, SIZE)`` trajectory.
 
     ``make_optimizer`` is called inside the precision context, so the
     optimizer's learning-rate State has the matching float width. Gradients
     are computed eagerly in JAX from the optimizer's current parameters.
+    ``after_update(opt)`` runs after every update (e.g. to step a scheduler).
     """
     dtype = np.dtype(dtype)
     with precision(dtype):
@@ -86,6 +88,8 @@ def run_ours(make_optimizer: Callable[[], object], init, c, noise, dtype) -> np.
             step_noise = split(noise[k].astype(dtype))
             grads = {(n,): coeffs[n] * states[n].value + jnp.asarray(step_noise[n]) for n in NAMES}
             opt.update(grads)
+            if after_update is not None:
+                after_update(opt)
             trajectory.append(flatten({n: s.value for n, s in states.items()}))
     out = np.stack(trajectory)
     assert out.dtype == dtype, (out.dtype, dtype)

@@ -57,57 +57,17 @@ from __future__ import annotations
 
 import importlib
 
-import brainstate
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
-STEPS = 25
-PARAMS = (('s', ()), ('v', (5,)), ('m', (3, 4)), ('t', (2, 3, 2)))
-NAMES = tuple(name for name, _ in PARAMS)
-SIZE = sum(int(np.prod(shape)) for _, shape in PARAMS)
+from reference_problem import NAMES, PARAMS, STEPS, flatten, make_problem, run_ours, split
 
 TIGHT32 = dict(rtol=1e-6, atol=2.5e-7)
 BIAS32 = dict(rtol=2e-5, atol=1.5e-5)
 TIGHT64 = dict(rtol=1e-10, atol=1e-12)
-
-
-def make_problem(seed):
-    """Float64 ``(init, c, noise)``: init ~ N(0, 1.2), c ~ U(0.5, 2), noise ~ N(0, 0.5)."""
-    rng = np.random.default_rng(seed)
-    return rng.normal(0.0, 1.2, SIZE), rng.uniform(0.5, 2.0, SIZE), rng.normal(0.0, 0.5, (STEPS, SIZE))
-
-
-def split(flat):
-    out, start = {}, 0
-    for name, shape in PARAMS:
-        n = int(np.prod(shape))
-        out[name] = np.asarray(flat)[..., start:start + n].reshape(np.shape(flat)[:-1] + shape)
-        start += n
-    return out
-
-
-def flatten(tree):
-    return np.concatenate([np.asarray(tree[n]).ravel() for n in NAMES])
-
-
-def run_ours(make_optimizer, init, c, noise, dtype):
-    dtype = np.dtype(dtype)
-    with jax.enable_x64(dtype == np.float64):
-        states = {n: brainstate.ParamState(jnp.asarray(v.astype(dtype))) for n, v in split(init).items()}
-        coeffs = {n: jnp.asarray(v.astype(dtype)) for n, v in split(c).items()}
-        step_noise = {n: jnp.asarray(v.astype(dtype)) for n, v in split(noise).items()}
-        opt = make_optimizer()
-        opt.register_trainable_weights(states)
-        trajectory = [flatten({n: s.value for n, s in states.items()})]
-        for k in range(noise.shape[0]):
-            opt.update({(n,): coeffs[n] * states[n].value + step_noise[n][k] for n in NAMES})
-            trajectory.append(flatten({n: s.value for n, s in states.items()}))
-    out = np.stack(trajectory)
-    assert out.dtype == dtype
-    return out
 
 
 def run_optax(tx, init, c, noise, dtype, scalar_as_vector=False):

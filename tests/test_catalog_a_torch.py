@@ -50,18 +50,12 @@ import importlib
 import json
 import os
 
-import brainstate
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from braintools_optim import schedulers
 
-STEPS = 25
-PARAMS = (('s', ()), ('v', (5,)), ('m', (3, 4)), ('t', (2, 3, 2)))
-NAMES = tuple(name for name, _ in PARAMS)
-GOLDEN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'golden')
+from reference_problem import GOLDEN_DIR, PARAMS, STEPS, run_ours  # the seed optimizers' problem
 FAMILIES = ('adagrad', 'adamax', 'nadam', 'radam', 'rprop')
 TOLERANCES = {np.float32: dict(rtol=1e-6, atol=1e-7), np.float64: dict(rtol=1e-12, atol=1e-14)}
 
@@ -76,39 +70,6 @@ def _load(family):
 
 
 _GOLDEN = {family: _load(family) for family in FAMILIES}
-
-
-def split(flat):
-    out, start = {}, 0
-    for name, shape in PARAMS:
-        n = int(np.prod(shape))
-        out[name] = np.asarray(flat)[..., start:start + n].reshape(np.shape(flat)[:-1] + shape)
-        start += n
-    return out
-
-
-def run_ours(make_optimizer, init, c, noise, dtype, after_update=None):
-    """Our ``(steps + 1, 30)`` trajectory on ``g = c * theta + noise_k``.
-
-    Each step is one eager ``opt.update`` (the optimizer's cached compiled
-    step); the gradient is computed from our current parameters.
-    """
-    dtype = np.dtype(dtype)
-    with jax.enable_x64(dtype == np.float64):
-        states = {n: brainstate.ParamState(jnp.asarray(v.astype(dtype))) for n, v in split(init).items()}
-        coeffs = {n: jnp.asarray(v.astype(dtype)) for n, v in split(c).items()}
-        step_noise = {n: jnp.asarray(v.astype(dtype)) for n, v in split(noise).items()}
-        opt = make_optimizer()
-        opt.register_trainable_weights(states)
-        trajectory = [np.concatenate([np.asarray(states[n].value).ravel() for n in NAMES])]
-        for k in range(noise.shape[0]):
-            opt.update({(n,): coeffs[n] * states[n].value + step_noise[n][k] for n in NAMES})
-            if after_update is not None:
-                after_update(opt)
-            trajectory.append(np.concatenate([np.asarray(states[n].value).ravel() for n in NAMES]))
-    out = np.stack(trajectory)
-    assert out.dtype == dtype
-    return out
 
 
 def _optimizer_class(config):
