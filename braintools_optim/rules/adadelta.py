@@ -35,7 +35,9 @@ def adadelta(rho: float = 0.9, eps: float = 1e-6) -> UpdateRule:
     def update(grad, buffers, param, lr, count):
         square_avg = rho * buffers['square_avg'] + (1.0 - rho) * grad * grad
         acc_delta = buffers['acc_delta']
-        step = jnp.sqrt(acc_delta + eps) / jnp.sqrt(square_avg + eps) * grad
+        # One square root of the ratio: within an ulp or two of sqrt(a)/sqrt(b), and XLA:CPU
+        # no longer writes two full-size square roots out as temporaries (~2x faster there).
+        step = jnp.sqrt((acc_delta + eps) / (square_avg + eps)) * grad
         acc_delta = rho * acc_delta + (1.0 - rho) * step * step
         delta = -as_dtype(lr, grad.dtype) * step
         return delta, {'square_avg': square_avg, 'acc_delta': acc_delta}
