@@ -14,7 +14,8 @@ from . import checkpoint, gradient_processing, rules, schedulers
 from ._gradients import GradientMismatchError
 from ._optimizer import Optimizer, OptimizerState
 from .averaging import EMA, SWA
-from .optimizers import (SGD, SM3, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, AdamW, Fromage, Lion,
+from .optimizers import (LBFGS, Adafactor, Lamb, Lars, Lookahead, Muon, Prodigy, ScheduleFreeAdamW,
+                         ScheduleFreeSGD, SGD, SM3, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, AdamW, Fromage, Lion,
                          Momentum, MomentumNesterov, NAdam, NAdamW, Nadam, Novograd, RAdam, RMSProp, RMSprop,
                          Rprop, Yogi)
 from .schedulers import (ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts,
@@ -30,6 +31,8 @@ __all__ = [
     'gradient_processing', 'rules', 'schedulers',
     'AdaBelief', 'Adagrad', 'Adamax', 'Adan', 'Fromage', 'Lion', 'NAdam', 'NAdamW', 'Nadam', 'Novograd',
     'RAdam', 'Rprop', 'SM3', 'Yogi',
+    'Adafactor', 'LBFGS', 'Lamb', 'Lars', 'Lookahead', 'Muon', 'Prodigy', 'ScheduleFreeAdamW',
+    'ScheduleFreeSGD',
     # schedulers
     'ChainedScheduler', 'ConstantLR', 'CosineAnnealingLR', 'CosineAnnealingWarmRestarts', 'CyclicLR',
     'ExponentialDecayLR', 'ExponentialLR', 'LambdaLR', 'LinearLR', 'MultiStepLR', 'MultiplicativeLR',

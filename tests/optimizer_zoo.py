@@ -23,4 +23,12 @@ ZOO = {
     'Adan': lambda **kw: bo.Adan(lr=0.05, weight_decay=1e-3, **kw),
     'Fromage': lambda **kw: bo.Fromage(lr=0.05, **kw),
     'SM3': lambda **kw: bo.SM3(lr=0.05, weight_decay=1e-3, **kw),
+    'Lamb': lambda **kw: bo.Lamb(lr=0.05, weight_decay=1e-3, **kw),
+    'Lars': lambda **kw: bo.Lars(lr=0.5, weight_decay=1e-3, **kw),
+    'Adafactor': lambda **kw: bo.Adafactor(lr=0.05, beta1=0.9, relative_step=False, weight_decay=1e-3, **kw),
+    'Muon': lambda **kw: bo.Muon(lr=0.02, **kw),
+    'ScheduleFreeSGD': lambda **kw: bo.ScheduleFreeSGD(lr=0.1, weight_decay=1e-3, **kw),
+    'ScheduleFreeAdamW': lambda **kw: bo.ScheduleFreeAdamW(lr=0.01, weight_decay=1e-3, **kw),
+    'Prodigy': lambda **kw: bo.Prodigy(lr=1.0, weight_decay=1e-3, **kw),
+    'LBFGS': lambda **kw: bo.LBFGS(lr=0.1, linesearch=None, **kw),   # Lookahead wraps these (own tests)
 }

@@ -21,7 +21,8 @@ def arrays(shape):
 
 # Element-wise optimizers keep buffers shaped like the parameter; the per-tensor ones (Novograd,
 # Fromage, SM3) and those with scalar bookkeeping (Nadam's mu product, Rprop's previous lr) do not.
-ELEMENTWISE = sorted(set(ZOO) - {'Nadam', 'NAdamW', 'Rprop', 'Novograd', 'Fromage', 'SM3'})
+ELEMENTWISE = sorted(set(ZOO) - {'Nadam', 'NAdamW', 'Rprop', 'Novograd', 'Fromage', 'SM3', 'Adafactor', 'Muon',
+                                 'ScheduleFreeSGD', 'ScheduleFreeAdamW', 'Prodigy', 'LBFGS', 'Lamb', 'Lars'})
 
 
 @COMMON

@@ -3,20 +3,29 @@
 from .adabelief import AdaBelief
 from .adadelta import Adadelta
 from .adagrad import Adagrad
+from .adafactor import Adafactor
 from .adam import Adam, AdamW
 from .adamax import Adamax
 from .adan import Adan
 from .fromage import Fromage
+from .lamb import Lamb
+from .lars import Lars
+from .lbfgs import LBFGS
 from .lion import Lion
+from .lookahead import Lookahead
+from .muon import Muon
 from .nadam import NAdam, NAdamW, Nadam
 from .novograd import Novograd
+from .prodigy import Prodigy
 from .radam import RAdam
 from .rmsprop import RMSProp, RMSprop
 from .rprop import Rprop
+from .schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from .sgd import SGD, Momentum, MomentumNesterov
 from .sm3 import SM3
 from .yogi import Yogi
 
-__all__ = ['AdaBelief', 'Adadelta', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Adan', 'Fromage', 'Lion',
+__all__ = ['Adafactor', 'LBFGS', 'Lamb', 'Lars', 'Lookahead', 'Muon', 'Prodigy', 'ScheduleFreeAdamW',
+           'ScheduleFreeSGD', 'AdaBelief', 'Adadelta', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Adan', 'Fromage', 'Lion',
            'Momentum', 'MomentumNesterov', 'NAdam', 'NAdamW', 'Nadam', 'Novograd', 'RAdam', 'RMSProp',
            'RMSprop', 'Rprop', 'SGD', 'SM3', 'Yogi']

@@ -1,0 +1,509 @@
+r"""L-BFGS with a strong-Wolfe ("zoom") or backtracking line search.
+
+The pure parts (two-loop recursion, cubic interpolation, the line searches on
+a scalar function :math:`\varphi(\alpha)`) are module-level functions; the
+:class:`LBFGS` optimizer wires them to the registered ParamStates.
+
+Line search (Nocedal & Wright, Algorithms 3.5 and 3.6), on
+:math:`\varphi(\alpha) = F(\theta + \alpha d)` with :math:`\varphi_0 = F(\theta)`,
+:math:`\varphi'_0 = \langle\nabla F(\theta), d\rangle < 0`, first trial :math:`\alpha = 1`:
+
+* sufficient decrease: :math:`\varphi(\alpha) \le \varphi_0 + c_1\alpha\varphi'_0`, or the
+  approximate Wolfe test of Hager & Zhang (2005),
+  :math:`\varphi'(\alpha) \le (2c_1 - 1)\varphi'_0` and
+  :math:`\varphi(\alpha) \le \varphi_0 + 10^{-6}\lvert\varphi_0\rvert`, which keeps
+  the search working when float32 rounding hides the decrease near a minimum;
+* curvature (strong Wolfe): :math:`\lvert\varphi'(\alpha)\rvert \le c_2\lvert\varphi'_0\rvert`.
+
+``'zoom'`` brackets by doubling :math:`\alpha`, then zooms with safeguarded cubic
+interpolation (bisection when the cubic minimiser is not inside the middle 80% of
+the interval). ``'backtracking'`` halves :math:`\alpha` until sufficient decrease
+(values only, no gradients). If the budget runs out, the lowest trial with
+sufficient decrease is taken; if there is none, the step is 0 and the L-BFGS
+memory is cleared (the next step starts again from a scaled gradient step).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Optional
+
+import brainstate
+import jax
+import jax.numpy as jnp
+
+from .. import _checks as checks
+from .. import _units
+from .._gradients import check_gradients, gradient_mantissas
+from .._optimizer import Optimizer, OptimizerState, _contains_tracer, fixed
+from ..rules._base import UpdateRule
+from ..schedulers._base import float_dtype
+
+LINESEARCHES = ('zoom', 'backtracking')
+#: relative tolerance of the approximate-Wolfe decrease test (Hager & Zhang; optax's approx_dec_rtol)
+APPROX_DECREASE_RTOL = 1e-6
+
+
+def tree_dot(a, b, dtype):
+    """:math:`\\sum_i \\langle a_i, b_i\\rangle` over two lists of arrays, in ``dtype``."""
+    total = jnp.zeros((), dtype)
+    for x, y in zip(a, b):
+        total = total + jnp.sum(x * y).astype(dtype)
+    return total
+
+
+def two_loop(grads, diff_params, diff_grads, rho, gamma, newest, dtype):
+    r"""L-BFGS two-loop recursion: :math:`H g` from the stored pairs (Nocedal & Wright, Alg. 7.4).
+
+    ``diff_params``/``diff_grads`` are lists of ``(m, *shape)`` ring buffers of
+    :math:`s_j`/:math:`y_j`, ``rho`` the ``(m,)`` :math:`1/\langle s_j, y_j\rangle` (0 for an empty
+    or rejected slot, which makes it a no-op), ``gamma`` the initial scaling
+    :math:`H_0 = \gamma I` and ``newest`` the slot of the most recent pair.
+
+    >>> import jax.numpy as jnp
+    >>> s = [jnp.array([[1.0, 0.0]])]; y = [jnp.array([[4.0, 0.0]])]     # curvature 4 along e_1
+    >>> out = two_loop([jnp.array([8.0, 2.0])], s, y, jnp.array([0.25]), 1.0, 0, jnp.float32)
+    >>> out[0].tolist()
+    [2.0, 2.0]
+    """
+    m = rho.shape[0]
+    newest_first = (newest - jnp.arange(m)) % m
+
+    def first(q, j):
+        alpha = rho[j] * tree_dot([s[j] for s in diff_params], q, dtype)
+        q = [qi - alpha.astype(qi.dtype) * y[j] for qi, y in zip(q, diff_grads)]
+        return q, alpha
+
+    q, alphas = jax.lax.scan(first, list(grads), newest_first)
+    gamma = jnp.asarray(gamma)
+    r = [gamma.astype(qi.dtype) * qi for qi in q]
+
+    def second(r, j_alpha):
+        j, alpha = j_alpha
+        beta = rho[j] * tree_dot([y[j] for y in diff_grads], r, dtype)
+        r = [ri + (alpha - beta).astype(ri.dtype) * s[j] for ri, s in zip(r, diff_params)]
+        return r, None
+
+    r, _ = jax.lax.scan(second, r, (newest_first[::-1], alphas[::-1]))
+    return r
+
+
+def cubic_minimizer(a0, f0, g0, a1, f1, g1):
+    r"""Minimiser of the cubic through :math:`(a_0, f_0, f'_0)` and :math:`(a_1, f_1, f'_1)`
+    (Nocedal & Wright eq. 3.59), and whether it exists.
+
+    >>> a, ok = cubic_minimizer(0.0, 0.0, -2.0, 2.0, 0.0, 2.0)    # (a - 1)^2 - 1
+    >>> round(float(a), 6), bool(ok)
+    (1.0, True)
+    """
+    d1 = g0 + g1 - 3.0 * (f0 - f1) / (a0 - a1)
+    disc = d1 * d1 - g0 * g1
+    d2 = jnp.sign(a1 - a0) * jnp.sqrt(jnp.maximum(disc, 0.0))
+    a = a1 - (a1 - a0) * (g1 + d2 - d1) / (g1 - g0 + 2.0 * d2)
+    return a, (disc >= 0.0) & jnp.isfinite(a)
+
+
+class _Zoom(NamedTuple):
+    n: Any
+    a_prev: Any
+    f_prev: Any
+    g_prev: Any
+    a_next: Any
+    zooming: Any
+    lo: Any
+    f_lo: Any
+    g_lo: Any
+    hi: Any
+    f_hi: Any
+    g_hi: Any
+    done: Any
+    a_star: Any
+    best_a: Any
+    best_f: Any
+
+
+def _sufficient(a, f, g, f0, g0, c1):
+    armijo = f <= f0 + c1 * a * g0
+    approx = (g <= (2.0 * c1 - 1.0) * g0) & (f <= f0 + APPROX_DECREASE_RTOL * jnp.abs(f0))
+    return (armijo | approx) & jnp.isfinite(f)
+
+
+def zoom_linesearch(phi, f0, g0, c1, c2, max_steps, loop=jax.lax.while_loop):
+    r"""Strong-Wolfe line search; ``phi(a) -> (value, slope)``. Returns ``(stepsize, evaluations)``.
+
+    ``loop`` is the while-loop primitive (``brainstate.transform.while_loop``
+    when ``phi`` touches States).
+
+    >>> import jax.numpy as jnp
+    >>> phi = lambda a: ((a - 3.0) ** 2, 2.0 * (a - 3.0))              # minimum at 3
+    >>> a, n = zoom_linesearch(phi, jnp.float32(9.0), jnp.float32(-6.0), 1e-4, 0.9, 20)
+    >>> bool(jnp.abs(2.0 * (a - 3.0)) <= 0.9 * 6.0), int(n) <= 20        # strong Wolfe holds
+    (True, True)
+    """
+    dtype = jnp.result_type(f0)
+    zero = jnp.zeros((), dtype)
+    init = _Zoom(jnp.zeros((), jnp.int32), zero, f0, g0, jnp.ones((), dtype), jnp.asarray(False),
+                 zero, f0, g0, zero, f0, g0, jnp.asarray(False), zero, zero, f0)
+
+    def body(c: _Zoom) -> _Zoom:
+        a = c.a_next
+        f, g = phi(a)
+        f = jnp.asarray(f, dtype)
+        g = jnp.asarray(g, dtype)
+        sufficient = _sufficient(a, f, g, f0, g0, c1)
+        curvature = (jnp.abs(g) <= c2 * jnp.abs(g0)) & jnp.isfinite(g)
+        better = sufficient & (f < c.best_f)
+        best_a = jnp.where(better, a, c.best_a)
+        best_f = jnp.where(better, f, c.best_f)
+        # Bracketing phase (Algorithm 3.5).
+        b_high = (~sufficient) | ((f >= c.f_prev) & (c.n > 0))
+        b_done = (~b_high) & curvature
+        b_low = (~b_high) & (~b_done) & (g >= 0.0)
+        # Zoom phase (Algorithm 3.6).
+        z_high = (~sufficient) | (f >= c.f_lo)
+        z_done = (~z_high) & curvature
+        z_swap = (~z_high) & (~z_done) & (g * (c.hi - c.lo) >= 0.0)
+        pick = lambda cond, x, y: jax.tree.map(lambda u, v: jnp.where(cond, u, v), x, y)
+        point, prev = (a, f, g), (c.a_prev, c.f_prev, c.g_prev)
+        lo_z, hi_z = (c.lo, c.f_lo, c.g_lo), (c.hi, c.f_hi, c.g_hi)
+        # after bracketing: high -> [prev, point]; low -> [point, prev]
+        lo_b = pick(b_low, point, prev)
+        hi_b = pick(b_low, prev, point)
+        # after zooming: high -> hi = point; else (swap: hi = lo) and lo = point
+        hi_zz = pick(z_high, point, pick(z_swap, lo_z, hi_z))
+        lo_zz = pick(z_high, lo_z, point)
+        lo_new = pick(c.zooming, lo_zz, pick(b_high | b_low, lo_b, lo_z))
+        hi_new = pick(c.zooming, hi_zz, pick(b_high | b_low, hi_b, hi_z))
+        done = jnp.where(c.zooming, z_done, b_done)
+        zooming = c.zooming | b_high | b_low
+        cubic, ok = cubic_minimizer(*lo_new, *hi_new)
+        left = jnp.minimum(lo_new[0], hi_new[0])
+        right = jnp.maximum(lo_new[0], hi_new[0])
+        ok = ok & (cubic > left + 0.1 * (right - left)) & (cubic < right - 0.1 * (right - left))
+        interpolated = jnp.where(ok, cubic, 0.5 * (lo_new[0] + hi_new[0]))
+        a_next = jnp.where(zooming, interpolated, 2.0 * a)
+        return _Zoom(c.n + 1, a, f, g, a_next.astype(dtype), zooming, *lo_new, *hi_new, done,
+                     jnp.where(done, a, c.a_star), best_a, best_f)
+
+    def cond(c: _Zoom):
+        width = jnp.abs(c.hi - c.lo)
+        collapsed = c.zooming & (width <= 1e-10 * jnp.maximum(1.0, jnp.abs(c.lo)))
+        return (~c.done) & (c.n < max_steps) & (~collapsed)
+
+    final = loop(cond, body, init)
+    fallback = jnp.where(final.best_f < f0, final.best_a, zero)
+    return jnp.where(final.done, final.a_star, fallback), final.n
+
+
+def backtracking_linesearch(value, f0, g0, c1, max_steps, loop=jax.lax.while_loop):
+    r"""Armijo backtracking (halving from 1); ``value(a) -> phi(a)``. Returns ``(stepsize, evaluations)``.
+
+    >>> import jax.numpy as jnp
+    >>> a, n = backtracking_linesearch(lambda a: (a - 0.2) ** 2, jnp.float32(0.04), jnp.float32(-0.4),
+    ...                                1e-4, 20)
+    >>> float(a), int(n)
+    (0.25, 3)
+    """
+    dtype = jnp.result_type(f0)
+    init = (jnp.zeros((), jnp.int32), jnp.ones((), dtype), jnp.asarray(False), jnp.zeros((), dtype))
+
+    def body(c):
+        n, a, _, _ = c
+        f = jnp.asarray(value(a), dtype)
+        done = (f <= f0 + c1 * a * g0) & jnp.isfinite(f)
+        return n + 1, jnp.where(done, a, 0.5 * a), done, jnp.where(done, a, 0.0).astype(dtype)
+
+    n, _, done, a_star = loop(lambda c: (~c[2]) & (c[0] < max_steps), body, init)
+    return jnp.where(done, a_star, jnp.zeros((), dtype)), n
+
+
+def _lbfgs_rule(memory_size: int) -> UpdateRule:
+    names = ('diff_params', 'diff_grads', 'prev_param', 'prev_grad')
+
+    def init(param):
+        ring = jnp.zeros((memory_size,) + tuple(param.shape), param.dtype)
+        return {'diff_params': ring, 'diff_grads': ring, 'prev_param': jnp.zeros_like(param),
+                'prev_grad': jnp.zeros_like(param)}
+
+    def update(*args):
+        raise NotImplementedError("L-BFGS couples all parameters; the LBFGS optimizer applies it")
+
+    return UpdateRule('lbfgs', names, init, update,
+                      {'diff_params': (0, 1), 'diff_grads': (1, 0), 'prev_param': (0, 1), 'prev_grad': (1, 0)})
+
+
+class LBFGS(Optimizer):
+    r"""L-BFGS (Liu & Nocedal 1989) with a strong-Wolfe or backtracking line search.
+
+    One call of :meth:`update` is one L-BFGS iteration. With the gradient
+    :math:`g_k` at the current parameters :math:`\theta_k` (after the common
+    processing; **coupled** weight decay adds :math:`\lambda\theta`, i.e. the
+    objective becomes :math:`F = f + \frac{\lambda}{2}\lVert\theta\rVert^2`, and the line
+    search uses the same :math:`F`)::
+
+        s_{k-1} = \theta_k - \theta_{k-1},   y_{k-1} = g_k - g_{k-1}
+            (stored when \langle s, y\rangle > 0, in a ring of the last m pairs)
+        \gamma_k = \langle s_{k-1}, y_{k-1}\rangle / \lVert y_{k-1}\rVert^2   (scale_init_precond;
+            \min(1, 1/\lVert g_k\rVert) at k = 0 or when no new pair was stored; else 1)
+        d_k = -\eta_k H_k g_k                    (two-loop recursion, H_0 = \gamma_k I)
+        \theta_{k+1} = \theta_k + \alpha_k d_k   (\alpha_k from the line search, first trial 1;
+                                                  \alpha_k = 1 with linesearch=None)
+
+    The line search evaluates the objective at trial points by writing them
+    into the registered ParamStates, calling ``value_fn()`` (and, for
+    ``'zoom'``, differentiating it with ``brainstate.transform.grad``), and
+    restoring them. So :meth:`update` takes the current loss value and the
+    loss function::
+
+        def loss_fn():                       # reads the model's ParamStates
+            return jnp.mean((model(x) - y) ** 2)
+
+        grad_fn = brainstate.transform.grad(loss_fn, opt.param_states, return_value=True)
+
+        @brainstate.transform.jit
+        def train_step():
+            grads, loss = grad_fn()
+            opt.update(grads, value=loss, value_fn=loss_fn)
+            return loss
+
+    ``update(grads, value=None, value_fn=None)``: ``value`` is the loss at the
+    current parameters (without the L2 term; computed with ``value_fn`` if
+    left out), ``value_fn`` a function of no arguments returning the scalar
+    loss from the model's current ParamStates. It must be deterministic and
+    free of side effects on other States (it is called several times per
+    step). With ``linesearch=None`` both must be left out. Works eagerly,
+    inside ``brainstate.transform.jit`` and ``for_loop``.
+
+    Diagnostics, as OptimizerStates: ``opt.last_stepsize`` (:math:`\alpha_k`),
+    ``opt.linesearch_evals`` and the curvature weights ``opt.rho``.
+
+    Conventions: optax ``lbfgs(learning_rate, memory_size, scale_init_precond,
+    linesearch=scale_by_zoom_linesearch(20, initial_guess_strategy='one'))``:
+    the same direction (including the first step :math:`\min(1, 1/\lVert g\rVert)\,g`)
+    and Wolfe constants; the zoom phase differs in its interpolation (optax
+    mixes cubic, quadratic and bisection steps), so the step sizes agree when
+    the first trial is accepted and the iterates converge to the same points
+    otherwise. optax also stores pairs with :math:`\langle s, y\rangle < 0`; we skip
+    them. torch's ``LBFGS`` runs several iterations per ``step(closure)``;
+    ours is one iteration per ``update``. braintools' default had no line
+    search; pass ``linesearch=None`` for it.
+
+    Args:
+        lr: learning rate :math:`\eta` (float or LRScheduler) scaling the direction
+            before the line search (default 1.0: keep it unless ``linesearch=None``).
+        memory_size: number :math:`m \ge 1` of stored pairs.
+        scale_init_precond: the :math:`\gamma_k` scaling of :math:`H_0` (else :math:`H_0 = I`).
+        linesearch: ``'zoom'`` (strong Wolfe, default), ``'backtracking'`` (Armijo) or ``None``.
+        max_linesearch_steps: evaluation budget of the line search.
+        c1: sufficient-decrease constant, ``0 < c1 < c2``.
+        c2: curvature constant, ``c2 < 1`` (zoom only; a non-default value is refused otherwise).
+        weight_decay: coupled L2 coefficient :math:`\lambda` (part of the line-searched objective).
+        **options: ``param_clip_value``, ``skip_nonfinite``, ``max_consecutive_skips``,
+            ``schedule_per_update``, and without a line search ``grad_clip_norm``,
+            ``grad_clip_value``, ``rescale_grad``, ``accumulate_steps`` (refused with a
+            line search: they would make the search direction disagree with the
+            objective the line search measures).
+
+    Example:
+
+    >>> import brainstate, jax.numpy as jnp
+    >>> from braintools_optim.optimizers.lbfgs import LBFGS
+    >>> w = brainstate.ParamState(jnp.array([3.0, -2.0]))
+    >>> scale = jnp.array([1.0, 10.0])
+    >>> loss_fn = lambda: jnp.sum(scale * (w.value - 1.0) ** 2)
+    >>> opt = LBFGS().register_trainable_weights({'w': w})
+    >>> grad_fn = brainstate.transform.grad(loss_fn, opt.param_states, return_value=True)
+    >>> for _ in range(8):
+    ...     grads, loss = grad_fn()
+    ...     opt.update(grads, value=loss, value_fn=loss_fn)
+    >>> [round(x, 4) for x in w.value.tolist()]
+    [1.0, 1.0]
+    """
+
+    weight_decay_mode = 'coupled'
+    graph_invisible_attrs = ('_registry', '_compiled_fn', '_pending')
+
+    memory_size = fixed()
+    scale_init_precond = fixed()
+    linesearch = fixed()
+    max_linesearch_steps = fixed()
+    c1 = fixed()
+    c2 = fixed()
+
+    def __init__(self, lr=1.0, memory_size: int = 10, scale_init_precond: bool = True,
+                 linesearch: Optional[str] = 'zoom', max_linesearch_steps: int = 20, c1: float = 1e-4,
+                 c2: float = 0.9, weight_decay: float = 0.0, **options):
+        if isinstance(memory_size, bool) or int(memory_size) != memory_size or memory_size < 1:
+            raise ValueError(f"memory_size must be an integer >= 1, got {memory_size!r}")
+        if linesearch is not None and linesearch not in LINESEARCHES:
+            raise ValueError(f"linesearch must be 'zoom', 'backtracking' or None, got {linesearch!r}")
+        if (isinstance(max_linesearch_steps, bool) or int(max_linesearch_steps) != max_linesearch_steps
+                or max_linesearch_steps < 1):
+            raise ValueError(f"max_linesearch_steps must be an integer >= 1, got {max_linesearch_steps!r}")
+        c1 = checks.positive('c1', c1)
+        c2 = checks.positive('c2', c2)
+        if not c1 < c2 < 1.0:
+            raise ValueError(f"the Wolfe constants need 0 < c1 < c2 < 1, got c1={c1!r}, c2={c2!r}")
+        if linesearch is None and (max_linesearch_steps != 20 or c1 != 1e-4 or c2 != 0.9):
+            raise ValueError("max_linesearch_steps, c1 and c2 configure the line search; "
+                             "LBFGS(linesearch=None) has none")
+        if linesearch == 'backtracking' and c2 != 0.9:
+            raise ValueError("c2 is the curvature (Wolfe) constant of the 'zoom' line search; "
+                             "'backtracking' only tests sufficient decrease (c1)")
+        if linesearch is not None:
+            clipping = [name for name in ('grad_clip_norm', 'grad_clip_value') if options.get(name) is not None]
+            if options.get('rescale_grad', 1.0) != 1.0:
+                clipping.append('rescale_grad')
+            if options.get('accumulate_steps', 1) != 1:
+                clipping.append('accumulate_steps')
+            if clipping:
+                raise ValueError(f"{', '.join(clipping)} would make the search direction disagree with "
+                                 f"the objective the line search measures (value_fn at the current "
+                                 f"parameters); use them with linesearch=None")
+        hyper = dict(memory_size=int(memory_size), scale_init_precond=bool(scale_init_precond),
+                     linesearch=linesearch, max_linesearch_steps=int(max_linesearch_steps), c1=c1, c2=c2)
+        super().__init__(_lbfgs_rule(int(memory_size)), lr, weight_decay=weight_decay,
+                         hyperparameters=hyper, **options)
+        self.rho = OptimizerState(jnp.zeros((int(memory_size),), float_dtype()), name='LBFGS.rho')
+        self.last_stepsize = OptimizerState(jnp.zeros((), float_dtype()), name='LBFGS.last_stepsize')
+        self.linesearch_evals = OptimizerState(jnp.zeros((), jnp.int32), name='LBFGS.linesearch_evals')
+        self._pending = None
+        self._compiled_fn = None
+
+    def _extra_states(self):
+        return {'rho': self.rho, 'last_stepsize': self.last_stepsize, 'linesearch_evals': self.linesearch_evals}
+
+    def _register(self, param_states, prefix, group):
+        if len(self._registry) and int(self.step_count.value) > 0:
+            raise RuntimeError("L-BFGS's stored curvature pairs span all registered parameters; register "
+                               "every parameter before the first update, or build a new LBFGS")
+        return super()._register(param_states, prefix, group)
+
+    # ------------------------------------------------------------------ update
+    def update(self, grads, value=None, value_fn=None) -> None:
+        """One L-BFGS iteration; see the class docstring for ``value`` and ``value_fn``."""
+        if self.linesearch is None:
+            if value is not None or value_fn is not None:
+                raise ValueError("value and value_fn are used by the line search; LBFGS(linesearch=None) "
+                                 "has none: call update(grads)")
+        elif value_fn is None:
+            raise ValueError(f"LBFGS(linesearch={self.linesearch!r}) evaluates the loss at trial points: "
+                             f"call update(grads, value=loss, value_fn=loss_fn), or build it with "
+                             f"linesearch=None")
+        elif not callable(value_fn):
+            raise TypeError(f"value_fn must be a function of no arguments returning the loss, got "
+                            f"{type(value_fn).__name__}")
+        if not len(self._registry):
+            raise RuntimeError("LBFGS.update called before register_trainable_weights")
+        if _contains_tracer(grads) or _contains_tracer(value):
+            self._traced_by_caller = True
+            self._run(grads, value, value_fn)
+            return
+        check_gradients(self._registry.keys(), [s.value for s in self._registry.states()], grads)
+        if self._compiled_step is None or self._compiled_fn is not value_fn:
+            self._compiled_step = brainstate.transform.jit(lambda g, v: self._run(g, v, value_fn))
+            self._compiled_fn = value_fn
+        self._compiled_step(grads, value)
+
+    step = update
+
+    def _run(self, grads, value, value_fn) -> None:
+        self._pending = (value, value_fn)
+        try:
+            self._step(grads)
+        finally:
+            self._pending = None
+
+    def _compute_updates(self, grads, params, groups, group_lrs, count, old_buffers):
+        self._rules_for_step()                  # refuses a cycled momentum: L-BFGS has none
+        dtype = self.rho.value.dtype
+        m = self.memory_size
+        k = count - 1                           # 0-based iteration
+        decays = [self._groups[group]['weight_decay'] for group in groups]
+
+        # 1. the newest pair (s, y), kept if it has positive curvature
+        s = [p - q for p, q in zip(params, old_buffers['prev_param'])]
+        y = [g - q for g, q in zip(grads, old_buffers['prev_grad'])]
+        sy = tree_dot(s, y, dtype)
+        yy = tree_dot(y, y, dtype)
+        valid = (k > 0) & (sy > 0.0)
+        slot = (k - 1) % m
+        keep = lambda x: jnp.where(valid, x, jnp.zeros_like(x))
+        diff_params = [ring.at[slot].set(keep(x)) for ring, x in zip(old_buffers['diff_params'], s)]
+        diff_grads = [ring.at[slot].set(keep(x)) for ring, x in zip(old_buffers['diff_grads'], y)]
+        rho = self.rho.value.at[slot].set(jnp.where(valid, 1.0 / jnp.where(valid, sy, 1.0), 0.0))
+
+        # 2. the direction
+        grad_norm = jnp.sqrt(tree_dot(grads, grads, dtype))
+        capped = jnp.minimum(1.0, 1.0 / grad_norm)
+        if self.scale_init_precond:
+            gamma = jnp.where(valid & (yy > 0.0), sy / jnp.where(yy > 0.0, yy, 1.0), capped)
+        else:
+            gamma = jnp.ones((), dtype)
+        h_grad = two_loop(grads, diff_params, diff_grads, rho, gamma, slot, dtype)
+        slope = -tree_dot(grads, h_grad, dtype)
+        # a non-descent direction (numerically) falls back to the scaled gradient
+        descent = slope < 0.0
+        h_grad = [jnp.where(descent, h, (capped * g).astype(g.dtype)) for h, g in zip(h_grad, grads)]
+        direction = [-group_lrs[group].astype(h.dtype) * h for h, group in zip(h_grad, groups)]
+
+        # 3. the step size
+        if self.linesearch is None:
+            stepsize, evals = jnp.ones((), dtype), jnp.zeros((), jnp.int32)
+        else:
+            stepsize, evals = self._line_search(params, grads, direction, decays, dtype)
+            rho = jnp.where(stepsize > 0.0, rho, jnp.zeros_like(rho))   # failed: restart the memory
+
+        new_params = [self._apply_delta(p, stepsize.astype(p.dtype) * d, group_lrs, group)
+                      for p, d, group in zip(params, direction, groups)]
+        new_buffers = {'diff_params': diff_params, 'diff_grads': diff_grads, 'prev_param': list(params),
+                       'prev_grad': list(grads)}
+        return new_params, new_buffers, {'rho': rho, 'last_stepsize': stepsize, 'linesearch_evals': evals}
+
+    # ------------------------------------------------------------------ line search
+    def _line_search(self, params, grads, direction, decays, dtype):
+        value, value_fn = self._pending
+        keys = self._registry.keys()
+        states = self._registry.states()
+        originals = [state.value for state in states]
+        units = [_units.split(v)[1] for v in originals]
+
+        def penalty(values):
+            total = jnp.zeros((), dtype)
+            for x, decay in zip(values, decays):
+                if decay != 0.0:
+                    total = total + (0.5 * decay * jnp.sum(x * x)).astype(dtype)
+            return total
+
+        def loss_value(raw):
+            mantissa = jnp.asarray(_units.split(raw)[0])
+            if mantissa.shape != ():
+                raise ValueError(f"value_fn must return a scalar loss, got shape {mantissa.shape}")
+            return mantissa.astype(dtype)
+
+        def at_trial(alpha, with_grad):
+            trial = [p + alpha.astype(p.dtype) * d for p, d in zip(params, direction)]
+            for state, x, unit in zip(states, trial, units):
+                state.value = _units.merge(x, unit)
+            if with_grad:
+                grad_fn = brainstate.transform.grad(value_fn, grad_states=dict(zip(keys, states)),
+                                                    return_value=True)
+                trial_grads, raw = grad_fn()
+                target = check_gradients(keys, [s.value for s in states], trial_grads)
+                mantissas = gradient_mantissas(keys, trial_grads, target)
+                mantissas = [g + decay * x if decay != 0.0 else g
+                             for g, x, decay in zip(mantissas, trial, decays)]
+                result = loss_value(raw) + penalty(trial), tree_dot(mantissas, direction, dtype)
+            else:
+                result = loss_value(value_fn()) + penalty(trial)
+            for state, original in zip(states, originals):
+                state.value = original
+            return result
+
+        f0 = loss_value(value_fn() if value is None else value) + penalty(params)
+        g0 = tree_dot(grads, direction, dtype)
+        loop = brainstate.transform.while_loop
+        if self.linesearch == 'zoom':
+            return zoom_linesearch(lambda a: at_trial(a, True), f0, g0, self.c1, self.c2,
+                                   self.max_linesearch_steps, loop=loop)
+        return backtracking_linesearch(lambda a: at_trial(a, False), f0, g0, self.c1,
+                                       self.max_linesearch_steps, loop=loop)

@@ -1,0 +1,255 @@
+"""Lookahead (Zhang et al. 2019): slow weights that follow any of our optimizers."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import brainstate
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import _checks as checks
+from .. import _units
+from .._checkpointing import STATE_DICT_VERSION
+from .._optimizer import Optimizer, OptimizerState, _contains_tracer
+from .._registry import path_str
+
+_REFUSED = ('lr', 'weight_decay', 'grad_clip_norm', 'grad_clip_value', 'param_clip_value', 'rescale_grad',
+            'skip_nonfinite')
+
+
+class Lookahead(brainstate.graph.Node):
+    r"""Lookahead (Zhang et al. 2019) around any optimizer of this package.
+
+    The wrapped ("fast", inner) optimizer updates the registered ParamStates as
+    usual. Lookahead keeps a copy :math:`\phi` of every parameter (the "slow"
+    weights, starting at the registered values) and, after every ``k``-th
+    (``sync_period``) inner step::
+
+        \phi \leftarrow \phi + \alpha(\theta - \phi),     \theta \leftarrow \phi
+
+    so the ParamStates hold the fast weights :math:`\theta` between
+    synchronisations and the new slow weights right after one. Gradients are
+    taken at the fast weights (what the ParamStates hold).
+
+    Learning rate, schedulers, weight decay (coupled or decoupled, as the
+    inner optimizer documents) and clipping all belong to the inner
+    optimizer: build it with them; ``Lookahead`` refuses those arguments.
+    ``lr``, ``current_lr``, ``set_lr``, ``lr_scheduler`` and ``step_count`` are
+    the inner optimizer's. A step the inner optimizer skips (``skip_nonfinite``)
+    does not count towards ``k``. Extra ``update`` arguments (``LBFGS``'s
+    ``value``/``value_fn``) are passed through.
+
+    **Registration and updates must go through the wrapper**
+    (``Lookahead.register_trainable_weights`` / ``add_param_group`` /
+    ``update``): the inner optimizer must have no parameters when wrapped, and
+    an update after parameters were registered on the inner optimizer
+    directly raises.
+
+    Conventions: optax ``lookahead(fast_optimizer, sync_period, slow_step_size)``
+    with ``reset_state=False`` (the inner optimizer's buffers are kept at a
+    synchronisation). braintools' defaults: ``sync_period=5``, ``alpha=0.5``.
+
+    Args:
+        base_optimizer: the inner optimizer (an :class:`Optimizer` or another ``Lookahead``).
+        sync_period: :math:`k \ge 1`, inner steps between synchronisations.
+        alpha: slow step size :math:`\alpha \in [0, 1]`.
+
+    Example:
+
+    >>> import brainstate, jax.numpy as jnp
+    >>> from braintools_optim.optimizers.sgd import SGD
+    >>> from braintools_optim.optimizers.lookahead import Lookahead
+    >>> w = brainstate.ParamState(jnp.array([1.0]))
+    >>> opt = Lookahead(SGD(lr=0.1), sync_period=2, alpha=0.5).register_trainable_weights({'w': w})
+    >>> opt.update({('w',): jnp.array([1.0])})     # fast step: 0.9
+    >>> opt.update({('w',): jnp.array([1.0])})     # fast 0.8, then sync: 1 + 0.5 * (0.8 - 1)
+    >>> round(float(w.value[0]), 4)
+    0.9
+    """
+
+    graph_invisible_attrs = ('_slow_owner', '_compiled', '_compiled_key')
+
+    def __init__(self, base_optimizer, sync_period: int = 5, alpha: float = 0.5, **options):
+        refused = sorted(options)
+        if refused:
+            known = [name for name in refused if name in _REFUSED]
+            hint = (f"; {', '.join(known)} belong(s) to the inner optimizer: pass them when building it"
+                    if known else '')
+            raise TypeError(f"Lookahead got unexpected argument(s) {', '.join(refused)}{hint}")
+        if not isinstance(base_optimizer, (Optimizer, Lookahead)):
+            raise TypeError(f"Lookahead wraps an optimizer of braintools_optim, got "
+                            f"{type(base_optimizer).__name__}")
+        if len(base_optimizer.param_states):
+            raise ValueError("the inner optimizer already has registered parameters; build it fresh and "
+                             "register the parameters through Lookahead.register_trainable_weights")
+        if isinstance(sync_period, bool) or int(sync_period) != sync_period or sync_period < 1:
+            raise ValueError(f"sync_period must be an integer >= 1, got {sync_period!r}")
+        self.base_optimizer = base_optimizer
+        self._sync_period = int(sync_period)
+        self._alpha = checks.unit_interval('alpha', alpha, include_one=True)
+        self.slow_params = OptimizerState([], name='Lookahead.slow_params')
+        self.steps_since_sync = OptimizerState(jnp.zeros((), jnp.int32), name='Lookahead.steps_since_sync')
+        self._slow_owner = []
+        self._compiled = None
+        self._compiled_key = None
+        self._traced_by_caller = False
+
+    # ------------------------------------------------------------------ settings
+    @property
+    def sync_period(self) -> int:
+        """:math:`k`, fixed at construction."""
+        return self._sync_period
+
+    @property
+    def alpha(self) -> float:
+        r""":math:`\alpha`, fixed at construction."""
+        return self._alpha
+
+    @property
+    def inner_optimizer(self):
+        """The wrapped optimizer (same as ``base_optimizer``)."""
+        return self.base_optimizer
+
+    # ------------------------------------------------------------------ registration
+    def register_trainable_weights(self, param_states: Any, prefix: Optional[str] = None) -> 'Lookahead':
+        """Register ParamStates with the inner optimizer and start their slow weights; returns ``self``."""
+        self._check_not_traced()
+        self.base_optimizer.register_trainable_weights(param_states, prefix=prefix)
+        self._rebuild_slow()
+        return self
+
+    def add_param_group(self, param_states: Any, **settings) -> 'Lookahead':
+        """The inner optimizer's :meth:`Optimizer.add_param_group`, plus slow weights; returns ``self``."""
+        self._check_not_traced()
+        self.base_optimizer.add_param_group(param_states, **settings)
+        self._rebuild_slow()
+        return self
+
+    def _check_not_traced(self) -> None:
+        if self._traced_by_caller:
+            raise RuntimeError("Lookahead.update has already been compiled into a traced function; "
+                               "register every weight before the first traced update")
+
+    def _rebuild_slow(self) -> None:
+        states = list(self.base_optimizer.param_states.values())
+        position = {id(state): i for i, state in enumerate(self._slow_owner)}
+        old = self.slow_params.value
+        self.slow_params.value = [old[position[id(s)]] if id(s) in position
+                                  else jnp.array(_units.split(s.value)[0], copy=True) for s in states]
+        self._slow_owner = states
+        self._compiled = None
+
+    @property
+    def param_states(self) -> Dict[Any, brainstate.ParamState]:
+        """The registered ParamStates (the inner optimizer's)."""
+        return self.base_optimizer.param_states
+
+    @property
+    def num_groups(self) -> int:
+        return self.base_optimizer.num_groups
+
+    # ------------------------------------------------------------------ learning rate (inner's)
+    @property
+    def lr(self):
+        """The inner optimizer's ``lr`` (assignable)."""
+        return self.base_optimizer.lr
+
+    @lr.setter
+    def lr(self, value) -> None:
+        self.base_optimizer.lr = value
+
+    @property
+    def current_lr(self):
+        return self.base_optimizer.current_lr
+
+    def set_lr(self, value, group: Optional[int] = None) -> None:
+        self.base_optimizer.set_lr(value, group)
+
+    @property
+    def lr_scheduler(self):
+        return self.base_optimizer.lr_scheduler
+
+    def get_last_lr(self):
+        return self.base_optimizer.get_last_lr()
+
+    @property
+    def step_count(self):
+        """The inner optimizer's step counter State."""
+        return self.base_optimizer.step_count
+
+    # ------------------------------------------------------------------ update
+    def update(self, grads, **kwargs) -> None:
+        """One inner step with ``grads`` (and any extra inner ``update`` arguments), then a sync every ``k``."""
+        states = list(self.base_optimizer.param_states.values())
+        if not states:
+            raise RuntimeError("Lookahead.update called before register_trainable_weights")
+        if len(states) != len(self._slow_owner) or any(a is not b for a, b in zip(states, self._slow_owner)):
+            raise RuntimeError("parameters were registered on the inner optimizer directly; register "
+                               "them through Lookahead.register_trainable_weights so they get slow weights")
+        if _contains_tracer(grads) or _contains_tracer(kwargs):
+            self._traced_by_caller = True
+            self._step(grads, **kwargs)
+            return
+        static = {k: v for k, v in kwargs.items() if callable(v)}
+        dynamic = {k: v for k, v in kwargs.items() if not callable(v)}
+        key = tuple(sorted((k, id(v)) for k, v in static.items())) + (tuple(sorted(dynamic)),)
+        if self._compiled is None or self._compiled_key != key:
+            self._compiled = brainstate.transform.jit(lambda g, dyn: self._step(g, **dyn, **static))
+            self._compiled_key = key
+        self._compiled(grads, dynamic)
+
+    step = update
+
+    def _step(self, grads, **kwargs) -> None:
+        inner = self.base_optimizer
+        before = inner.step_count.value
+        inner.update(grads, **kwargs)
+        advanced = inner.step_count.value != before
+        counter = self.steps_since_sync.value + advanced.astype(jnp.int32)
+        sync = advanced & (counter >= self._sync_period)
+        new_slow = []
+        for state, slow in zip(self._slow_owner, self.slow_params.value):
+            fast, unit = _units.split(state.value)
+            synced = slow + self._alpha * (fast - slow)
+            new_slow.append(jnp.where(sync, synced, slow))
+            state.value = _units.merge(jnp.where(sync, synced, fast), unit)
+        self.slow_params.value = new_slow
+        self.steps_since_sync.value = jnp.where(sync, 0, counter).astype(jnp.int32)
+
+    # ------------------------------------------------------------------ introspection, checkpoints
+    def buffers(self) -> Dict[str, Dict[Any, Any]]:
+        """The inner optimizer's buffers plus ``slow_params`` (with the parameters' units)."""
+        out = self.base_optimizer.buffers()
+        keys = list(self.base_optimizer.param_states)
+        out['slow_params'] = {key: _units.merge(slow, _units.split(state.value)[1])
+                              for key, state, slow in zip(keys, self._slow_owner, self.slow_params.value)}
+        return out
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The inner optimizer's ``state_dict`` plus the slow weights and the sync counter."""
+        keys = [path_str(k) for k in self.base_optimizer.param_states]
+        return {'format_version': STATE_DICT_VERSION, 'optimizer': 'Lookahead',
+                'inner': self.base_optimizer.state_dict(),
+                'slow_params': dict(zip(keys, map(np.asarray, self.slow_params.value))),
+                'steps_since_sync': np.asarray(self.steps_since_sync.value)}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` output; raises (changing nothing) if it does not fit."""
+        if state.get('format_version') != STATE_DICT_VERSION or state.get('optimizer') != 'Lookahead':
+            raise ValueError("not a Lookahead state_dict of this format version")
+        keys = [path_str(k) for k in self.base_optimizer.param_states]
+        saved = state['slow_params']
+        if set(saved) != set(keys):
+            raise ValueError(f"state_dict slow_params are for {sorted(saved)}, not {sorted(keys)}")
+        values = []
+        for key, current in zip(keys, self.slow_params.value):
+            array = jnp.asarray(saved[key])
+            if array.shape != current.shape or array.dtype != current.dtype:
+                raise ValueError(f"state_dict slow_params for {key!r}: {array.shape} {array.dtype} != "
+                                 f"{current.shape} {current.dtype}")
+            values.append(array)
+        self.base_optimizer.load_state_dict(state['inner'])
+        self.slow_params.value = values
+        self.steps_since_sync.value = jnp.asarray(state['steps_since_sync'], jnp.int32)
