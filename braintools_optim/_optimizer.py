@@ -525,14 +525,29 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         """Optimizer State besides the per-parameter buffers (saved in ``state_dict``)."""
         return {}
 
+    def _cycled_momentum(self) -> Optional[jax.Array]:
+        """The scheduler's cycled momentum per group (traced), or ``None`` when nothing cycles it."""
+        if not cycles_momentum(self._scheduler):
+            return None
+        momentum = jnp.asarray(self._scheduler.current_momentum, dtype=float_dtype())
+        return jnp.broadcast_to(momentum, (self.num_groups,))
+
     def _rules_for_step(self) -> List[UpdateRule]:
         """One rule per group: the fixed rule, or one fed the scheduler's cycled momentum."""
-        scheduler = self._scheduler
-        if scheduler is None or not getattr(scheduler, 'cycle_momentum', False):
+        momentum = self._cycled_momentum()
+        if momentum is None:
             return [self._rule] * self.num_groups
-        momentum = jnp.asarray(scheduler.current_momentum, dtype=float_dtype())
-        momentum = jnp.broadcast_to(momentum, (self.num_groups,))
         return [self._rule_with_momentum(momentum[g]) for g in range(self.num_groups)]
+
+    def _group_rules(self, make_rule) -> List[UpdateRule]:
+        """One rule per group for ``'in_rule'`` decay: ``make_rule(weight_decay, beta1_or_None)``.
+
+        ``beta1_or_None`` is the scheduler's cycled momentum for that group, or
+        ``None`` when nothing cycles it.
+        """
+        momentum = self._cycled_momentum()
+        return [make_rule(group['weight_decay'], None if momentum is None else momentum[g])
+                for g, group in enumerate(self._groups)]
 
     def _rule_with_momentum(self, momentum) -> UpdateRule:
         """The update rule with its momentum (SGD/RMSprop ``momentum``, Adam ``beta1``) replaced.

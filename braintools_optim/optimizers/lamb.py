@@ -2,29 +2,11 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
 from .. import _checks as checks
 from .._optimizer import Optimizer, fixed
 from ..rules.lamb import lamb
-from ..schedulers._base import float_dtype
 from ._betas import check_betas
-
-
-def rules_with_group_decay(opt, make_rule):
-    """One rule per parameter group, built with that group's weight decay.
-
-    For optimizers whose decay lives inside the rule (``weight_decay_mode =
-    'in_rule'``): ``make_rule(weight_decay, beta1)`` gets the group's decay and
-    the scheduler's cycled momentum (``None`` when nothing is cycled).
-    """
-    scheduler = opt._scheduler
-    cycled = None
-    if scheduler is not None and getattr(scheduler, 'cycle_momentum', False):
-        cycled = jnp.broadcast_to(jnp.asarray(scheduler.current_momentum, dtype=float_dtype()),
-                                  (opt.num_groups,))
-    return [make_rule(group['weight_decay'], None if cycled is None else cycled[g])
-            for g, group in enumerate(opt._groups)]
 
 
 class Lamb(Optimizer):
@@ -84,5 +66,5 @@ class Lamb(Optimizer):
 
     def _rules_for_step(self):
         b1, b2 = self.betas
-        return rules_with_group_decay(
-            self, lambda wd, beta1: lamb(b1 if beta1 is None else beta1, b2, self.eps, wd))
+        return self._group_rules(
+            lambda wd, beta1: lamb(b1 if beta1 is None else beta1, b2, self.eps, wd))

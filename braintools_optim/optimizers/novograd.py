@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
 from .. import _checks as checks
 from .._optimizer import Optimizer, fixed
 from ..rules.novograd import novograd
-from ..schedulers._base import float_dtype
 from ._betas import check_betas
 
 
@@ -71,11 +69,5 @@ class Novograd(Optimizer):
         """One rule per parameter group, with the group's weight decay (it lives in the rule)
         and, under ``OneCycleLR(cycle_momentum=True)``, the cycled :math:`\\beta_1`."""
         b1, b2 = self.betas
-        scheduler = self._scheduler
-        cycled = None
-        if scheduler is not None and getattr(scheduler, 'cycle_momentum', False):
-            cycled = jnp.broadcast_to(jnp.asarray(scheduler.current_momentum, dtype=float_dtype()),
-                                      (self.num_groups,))
-        return [novograd(b1 if cycled is None else cycled[g], b2, self.eps, group['weight_decay'])
-                for g, group in enumerate(self._groups)]
+        return self._group_rules(lambda wd, beta1: novograd(b1 if beta1 is None else beta1, b2, self.eps, wd))
 

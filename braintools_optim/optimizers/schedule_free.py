@@ -10,7 +10,6 @@ from .. import _units
 from .._optimizer import Optimizer, fixed
 from ..rules.schedule_free import averaged_point, schedule_free_adamw, schedule_free_sgd
 from ._betas import check_betas
-from .lamb import rules_with_group_decay
 
 
 def _check_warmup(warmup_steps) -> int:
@@ -242,4 +241,4 @@ class ScheduleFreeAdamW(_ScheduleFree):
                 self._rule_with_momentum(cycled)      # raises: the interpolation cannot be cycled
             return schedule_free_adamw(b1, b2, self.eps, weight_decay, self.weight_lr_power, self.warmup_steps)
 
-        return rules_with_group_decay(self, make)
+        return self._group_rules(make)

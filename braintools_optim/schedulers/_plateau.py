@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import brainstate
-import jax
 import jax.numpy as jnp
 
 from ._base import LRScheduler, check_learning_rate, float_dtype, group_values, positive_int
