@@ -196,6 +196,15 @@ def dtype_np(dtype):
     return {torch.float32: np.float32, torch.float64: np.float64}[dtype]
 
 
+def write_golden(filename: str, generator: str, configs: list, arrays: dict) -> int:
+    """Write one golden file (arrays + a JSON ``meta`` record) to OUT_DIR; returns its size in bytes."""
+    meta = dict(generator=generator, torch_version=torch.__version__, numpy_version=np.__version__,
+                steps=STEPS, params=[dict(name=n, shape=list(s)) for n, s in PARAMS], configs=configs)
+    path = os.path.join(OUT_DIR, filename)
+    np.savez_compressed(path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+    return os.path.getsize(path)
+
+
 def main() -> int:
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -231,15 +240,7 @@ def main() -> int:
             ))
             moved = np.max(np.abs(traj64[-1] - traj64[0]))
             print(f"{family:9s} {name:50s} max |theta_25 - theta_0| = {moved:.3g}  clips: {events64}")
-        meta = dict(
-            generator='scripts/make_torch_golden.py', torch_version=torch.__version__,
-            numpy_version=np.__version__, steps=STEPS,
-            params=[dict(name=n, shape=list(s)) for n, s in PARAMS],
-            configs=metas,
-        )
-        path = os.path.join(OUT_DIR, f'torch_{family}.npz')
-        np.savez_compressed(path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-        total_bytes += os.path.getsize(path)
+        total_bytes += write_golden(f'torch_{family}.npz', 'scripts/make_torch_golden.py', metas, arrays)
     print(f"wrote {len(CONFIGS)} files to {os.path.normpath(OUT_DIR)} ({total_bytes / 1024:.0f} KiB)")
     return 0
 

@@ -31,7 +31,6 @@ must reproduce them) and per configuration ``<name>.init`` (30,), ``<name>.c``
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 # The problem (shapes, steps, initial values, coefficients, noise) is the seed optimizers' one.
-from make_torch_golden import OUT_DIR, PARAMS, STEPS, problem, split  # noqa: E402
+from make_torch_golden import OUT_DIR, STEPS, problem, split, write_golden  # noqa: E402
 
 # torch.optim.lr_scheduler.CyclicLR, stepped after every optimizer step; it also
 # cycles beta1 (cycle_momentum=True), which reaches our rules as a traced value.
@@ -159,12 +158,8 @@ def main() -> int:
             gap = np.max(np.abs(traj32.astype(np.float64) - traj64))
             print(f"{family:8s} {name:24s} max |theta_25 - theta_0| = {moved:.3g}   "
                   f"max |float32 - float64| = {gap:.2g}")
-        meta = dict(generator='scripts/make_torch_golden_catalog_a.py', torch_version=torch.__version__,
-                    numpy_version=np.__version__, steps=STEPS,
-                    params=[dict(name=n, shape=list(s)) for n, s in PARAMS], configs=metas)
-        path = os.path.join(OUT_DIR, f'catalog_a_{family}.npz')
-        np.savez_compressed(path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
-        total_bytes += os.path.getsize(path)
+        total_bytes += write_golden(f'catalog_a_{family}.npz', 'scripts/make_torch_golden_catalog_a.py',
+                                    metas, arrays)
     print(f"wrote {len(CONFIGS)} files to {os.path.normpath(OUT_DIR)} ({total_bytes / 1024:.0f} KiB)")
     return 0
 
