@@ -58,8 +58,8 @@ class CheckpointMixin:
             'params': {key: _describe(state.value, group)
                        for key, state, group in zip(keys, states, self._registry.groups())},
             'step_offsets': dict(zip(keys, self._param_step_offsets())),
-            'buffers': {name: dict(zip(keys, map(np.asarray, state.value)))
-                        for name, state in self._buffers.items()},
+            'buffers': {name: dict(zip(keys, map(np.asarray, self._buffer_values(name))))
+                        for name in self._buffers},
             'grad_accumulator': (None if self._grad_accumulator is None else
                                  dict(zip(keys, map(np.asarray, self._grad_accumulator.value)))),
             'extra': {name: jax.tree.map(np.asarray, state.value)
@@ -94,8 +94,8 @@ class CheckpointMixin:
                 raise ValueError(f"checkpoint parameter {key!r} is {dict(saved_params[key])}, the registered "
                                  f"one is {current[key]}")
         new_buffers = {name: self._restored_list(f'buffer {name!r}', state['buffers'][name], keys,
-                                                 buffer_state.value)
-                       for name, buffer_state in self._buffers.items()}
+                                                 self._buffer_values(name))
+                       for name in self._buffers}
         accumulator = None
         if self._grad_accumulator is not None:
             accumulator = self._restored_list('grad_accumulator', state['grad_accumulator'], keys,
@@ -105,20 +105,23 @@ class CheckpointMixin:
         if self._scheduler is not None:
             self._scheduler._check_state_dict(state['scheduler']['state']) \
                 if hasattr(self._scheduler, '_check_state_dict') else None
+        # parameters the checkpoint lacks (strict=False) start their own step count now
+        restart = int(counters['step_count'])
+        offsets = [int(state.get('step_offsets', {}).get(key, restart)) for key in keys]
+        layout = self._layout_for_offsets(offsets)     # fused buckets follow the step offsets
 
         # Everything fits: write.
-        for name, values in new_buffers.items():
-            self._buffers[name].value = values
         if accumulator is not None:
             self._grad_accumulator.value = accumulator
         for name, target in self._extra_states().items():
             target.value = extra[name]
         for name, target in self._counters().items():
             target.value = counters[name]
-        # parameters the checkpoint lacks (strict=False) start their own step count now
-        restart = int(counters['step_count'])
-        for key, param_state in zip(keys, self._registry.states()):
-            self._step_offsets[id(param_state)] = int(state.get('step_offsets', {}).get(key, restart))
+        for key, param_state, offset in zip(keys, self._registry.states(), offsets):
+            self._step_offsets[id(param_state)] = offset
+        self._layout = layout
+        for name, values in new_buffers.items():
+            self._set_buffer_values(name, values)
         if self._scheduler is not None:
             self._scheduler.load_state_dict(state['scheduler']['state'])
         else:

@@ -4,7 +4,9 @@ An :class:`Optimizer` owns
 
 * a registry of the model's ``ParamState``s it trains (:mod:`._registry`);
 * one :class:`OptimizerState` per buffer of its update rule (``Adam.exp_avg``,
-  ``Adam.exp_avg_sq``, ...), each holding one array per parameter, plus the
+  ``Adam.exp_avg_sq``, ...), each holding a list of arrays laid out by
+  :mod:`._layout` (one flat array per bucket of small parameters for
+  element-wise rules, one array per parameter otherwise), plus the
   ``step_count`` and, for a float learning rate, ``lr``;
 * the pipeline around the pure rule (:mod:`.gradient_processing`): rescale,
   clip by value, clip by global norm, coupled or decoupled weight decay,
@@ -29,6 +31,7 @@ import jax.numpy as jnp
 from . import _checks as checks
 from . import _units
 from . import gradient_processing as gp
+from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout
 from ._checkpointing import CheckpointMixin
 from ._gradients import check_gradients, gradient_mantissas
 from ._registry import ParamRegistry
@@ -132,6 +135,14 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
             step (for per-step schedules such as OneCycleLR), so it cannot be forgotten.
         decoupled_decay_scale: for decoupled weight decay, ``'lr'`` (torch:
             ``theta(1 - lr_t wd)``) or ``'schedule'`` (the paper: ``theta(1 - (lr_t/base_lr) wd)``).
+        fused: how buffers are stored and the rule is run (results agree within
+            one ulp either way; see ``docs/performance.md``). ``None`` (default):
+            for element-wise rules, parameters of at most 16,384 elements share
+            one flat buffer per group and dtype and the rule runs once on it,
+            larger ones keep their own; ``True``: every parameter in the flat
+            buffers; ``False``: one buffer and one rule call per parameter.
+            Per-tensor rules (Lamb, Adafactor, ...) always run per parameter and
+            refuse ``fused=True``.
         hyperparameters: the subclass's own settings, exposed read-only.
     """
 
@@ -149,6 +160,7 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
     max_consecutive_skips = fixed()
     accumulate_steps = fixed()
     accumulate_mean = fixed()
+    fused = fixed()
 
     def __init__(self, rule: UpdateRule, lr: Any, *, weight_decay: float = 0.0,
                  grad_clip_norm: Optional[float] = None, grad_clip_value: Optional[float] = None,
@@ -156,7 +168,7 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
                  skip_nonfinite: bool = False, max_consecutive_skips: Optional[int] = None,
                  accumulate_steps: int = 1, accumulate_mean: bool = True,
                  schedule_per_update: bool = False, decoupled_decay_scale: Optional[str] = None,
-                 hyperparameters: Optional[Dict[str, Any]] = None):
+                 fused: Optional[bool] = None, hyperparameters: Optional[Dict[str, Any]] = None):
         if max_consecutive_skips is not None:
             if not skip_nonfinite:
                 raise ValueError("max_consecutive_skips needs skip_nonfinite=True")
@@ -172,6 +184,11 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
             if decoupled_decay_scale not in DECOUPLED_DECAY_SCALES:
                 raise ValueError(f"decoupled_decay_scale must be one of {DECOUPLED_DECAY_SCALES}, "
                                  f"got {decoupled_decay_scale!r}")
+        if fused not in (None, True, False):
+            raise TypeError(f"fused must be None, True or False, got {fused!r}")
+        if fused and not self._can_fuse(rule):
+            raise ValueError(f"{type(self).__name__} is not element-wise (it needs each parameter whole), "
+                             f"so it cannot run on fused flat buffers; leave fused=None or False")
         self._hyper = dict(hyperparameters or {})
         self._hyper.update(
             weight_decay=checks.non_negative('weight_decay', weight_decay),
@@ -185,12 +202,14 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
             max_consecutive_skips=max_consecutive_skips,
             accumulate_steps=accumulate_steps,
             accumulate_mean=bool(accumulate_mean),
+            fused=fused,
         )
         self._rule = rule
         self._registry = ParamRegistry()
         name = type(self).__name__
         self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
         self._buffers = {buffer: OptimizerState([], name=f'{name}.{buffer}') for buffer in rule.buffer_names}
+        self._layout = PerParamLayout(0)
         counter = lambda what: OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.{what}')
         self.nonfinite_skips = counter('nonfinite_skips') if skip_nonfinite else None
         self.consecutive_skips = counter('consecutive_skips') if skip_nonfinite else None
@@ -279,21 +298,54 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         now = int(self.step_count.value)
         for state in states:
             self._step_offsets.setdefault(id(state), now)
+        mantissas = [_units.split(state.value)[0] for state in states]
+        new_layout = self._make_layout(mantissas)
         for name, buffer_state in self._buffers.items():
-            old_values = buffer_state.value
+            old_values = self._layout.unpack(buffer_state.value)
             values = []
-            for state in states:
+            for state, mantissa in zip(states, mantissas):
                 if id(state) in position:
                     values.append(old_values[position[id(state)]])
                 else:
-                    values.append(self._rule.init(_units.split(state.value)[0])[name])
-            buffer_state.value = values
+                    values.append(self._rule.init(mantissa)[name])
+            buffer_state.value = new_layout.pack(values)
+        self._layout = new_layout
         if self._grad_accumulator is not None:
             old_values = self._grad_accumulator.value
             self._grad_accumulator.value = [
                 old_values[position[id(state)]] if id(state) in position
                 else jnp.zeros_like(_units.split(state.value)[0]) for state in states]
         self._buffer_owner = states
+
+    @classmethod
+    def _can_fuse(cls, rule: UpdateRule) -> bool:
+        """Flat buffers need an element-wise rule and the engine's own per-parameter step."""
+        return rule.elementwise and cls._compute_updates is Optimizer._compute_updates
+
+    def _make_layout(self, mantissas, step_offsets=None):
+        """The buffer layout for the registered parameters (see :mod:`._layout`)."""
+        if self.fused is False or not self._can_fuse(self._rule):
+            return PerParamLayout(len(mantissas))
+        max_size = None if self.fused else DEFAULT_MAX_FUSED_SIZE
+        return FlatLayout([m.shape for m in mantissas], [m.dtype for m in mantissas],
+                          self._registry.groups(),
+                          self._param_step_offsets() if step_offsets is None else step_offsets, max_size)
+
+    def _layout_for_offsets(self, step_offsets: List[int]):
+        """The layout after the step offsets change (loading a checkpoint); refuses a traced change."""
+        mantissas = [_units.split(state.value)[0] for state in self._registry.states()]
+        layout = self._make_layout(mantissas, step_offsets)
+        if getattr(layout, 'buckets', None) != getattr(self._layout, 'buckets', None):
+            self._check_not_traced()
+            self._compiled_step = None
+        return layout
+
+    def _buffer_values(self, name: str) -> List[jax.Array]:
+        """Buffer ``name`` as one array per parameter (registration order), whatever the layout."""
+        return self._layout.unpack(self._buffers[name].value)
+
+    def _set_buffer_values(self, name: str, per_param: List[jax.Array]) -> None:
+        self._buffers[name].value = self._layout.pack(per_param)
 
     @property
     def param_states(self) -> Dict[Any, brainstate.ParamState]:
@@ -505,6 +557,8 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         (and keeps unchanged on a skipped non-finite step).
         """
         rules = self._rules_for_step()
+        if self._layout.fused:
+            return self._compute_fused_updates(rules, grads, params, group_lrs, count, old_buffers)
         offsets = self._param_step_offsets()
         new_params: List[jax.Array] = []
         new_buffers: Dict[str, List[jax.Array]] = {name: [] for name in old_buffers}
@@ -515,6 +569,25 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
             new_params.append(self._apply_delta(param, delta, group_lrs, group))
             for name in old_buffers:
                 new_buffers[name].append(updated[name])
+        return new_params, new_buffers, {}
+
+    def _compute_fused_updates(self, rules, grads, params, group_lrs, count, old_buffers):
+        """The element-wise rule once per bucket of the flat layout; same numbers as per parameter."""
+        layout = self._layout
+        flat_grads = layout.pack(grads)
+        flat_params = layout.pack(params)          # dead code unless the rule reads the parameter
+        deltas, new_buffers = [], {name: [] for name in old_buffers}
+        for b, bucket in enumerate(layout.buckets):
+            own_count = count - bucket.step_offset if bucket.step_offset else count
+            buffers = {name: old_buffers[name][b] for name in old_buffers}
+            delta, updated = rules[bucket.group].update(flat_grads[b], buffers, flat_params[b],
+                                                        group_lrs[bucket.group], own_count)
+            deltas.append(delta)
+            for name in old_buffers:
+                new_buffers[name].append(updated[name])
+        groups = self._registry.groups()
+        new_params = [self._apply_delta(param, delta, group_lrs, group)
+                      for param, delta, group in zip(params, layout.scatter(deltas, count), groups)]
         return new_params, new_buffers, {}
 
     def _param_step_offsets(self) -> List[int]:
@@ -607,7 +680,7 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         for name, state in self._buffers.items():
             grad_power, param_power = self._rule.buffer_units.get(name, (0, 0))
             out[name] = {}
-            for key, param_state, value in zip(keys, self._registry.states(), state.value):
+            for key, param_state, value in zip(keys, self._registry.states(), self._buffer_values(name)):
                 param_unit = _units.split(param_state.value)[1]
                 grad_unit = self._grad_units.get(key, param_unit)
                 out[name][key] = _units.merge(value, _units.power_product(

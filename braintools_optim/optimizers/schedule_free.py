@@ -34,7 +34,7 @@ class _ScheduleFree(Optimizer):
 
     def _averaged_values(self):
         out = []
-        for state, z in zip(self._registry.states(), self._buffers['z'].value):
+        for state, z in zip(self._registry.states(), self._buffer_values('z')):
             y, unit = _units.split(state.value)
             out.append(_units.merge(averaged_point(y, z, self._interpolation).astype(y.dtype), unit))
         return out

@@ -13,11 +13,13 @@ brainstate, no units and no Python state in them:
     learning rate of this step and ``count`` the 1-based step number, both traced
     scalars. The new parameter is ``param + delta``.
 
-Most rules are element-wise: ``update`` applied to one array, to each of many
-arrays, or to their concatenation gives the same numbers, so they could run on
-one flat buffer per dtype. Per-tensor rules (trust ratios, norms, factored or
-scalar buffers: Novograd, Fromage, SM3, Lamb, Lars, Adafactor, Muon) must see
-one whole parameter at a time; the engine always calls rules per parameter.
+Most rules are element-wise (``elementwise=True``): ``update`` applied to one
+array, to each of many arrays, or to their concatenation gives the same
+numbers, so the engine may run them once on a flat buffer per parameter group
+and dtype (``fused``, see :mod:`braintools_optim._layout`). Per-tensor rules
+(trust ratios, norms, factored or scalar buffers: Novograd, Fromage, SM3,
+Lamb, Lars, Adafactor, Muon, NAdam's scalar product, Rprop's previous lr)
+must see one whole parameter at a time and are always called per parameter.
 """
 
 from __future__ import annotations
@@ -43,6 +45,10 @@ class UpdateRule(NamedTuple):
     #: the parameter's unit)``: ``(1, 0)`` for a first moment, ``(2, 0)`` for a
     #: second moment, ``(0, 2)`` for Adadelta's squared updates.
     buffer_units: Dict[str, Tuple[int, int]] = {}
+    #: True when ``update`` acts element by element and every buffer has the
+    #: parameter's shape: running it on a concatenation of parameters gives the
+    #: same numbers as running it on each, so the engine may keep flat buffers.
+    elementwise: bool = False
 
 
 def zeros_like_buffers(names: Tuple[str, ...]) -> Callable[[Array], Buffers]:

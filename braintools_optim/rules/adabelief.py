@@ -50,4 +50,4 @@ def adabelief(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-16,
         return delta, {'exp_avg': exp_avg, 'exp_avg_sq': exp_avg_sq}
 
     return UpdateRule('adabelief', names, zeros_like_buffers(names), update,
-                      {'exp_avg': (1, 0), 'exp_avg_sq': (2, 0)})
+                      {'exp_avg': (1, 0), 'exp_avg_sq': (2, 0)}, elementwise=True)

@@ -43,4 +43,4 @@ def adadelta(rho: float = 0.9, eps: float = 1e-6) -> UpdateRule:
         return delta, {'square_avg': square_avg, 'acc_delta': acc_delta}
 
     return UpdateRule('adadelta', names, zeros_like_buffers(names), update,
-                      {'square_avg': (2, 0), 'acc_delta': (0, 2)})
+                      {'square_avg': (2, 0), 'acc_delta': (0, 2)}, elementwise=True)

@@ -45,4 +45,4 @@ def adagrad(lr_decay: float = 0.0, initial_accumulator_value: float = 0.0,
         delta = -step_lr * grad / (jnp.sqrt(total) + eps)
         return delta, {'sum': total}
 
-    return UpdateRule('adagrad', ('sum',), init, update, {'sum': (2, 0)})
+    return UpdateRule('adagrad', ('sum',), init, update, {'sum': (2, 0)}, elementwise=True)

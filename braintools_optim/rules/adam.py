@@ -71,4 +71,4 @@ def adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, eps_root: float 
 
     units = {'exp_avg': (1, 0), 'exp_avg_sq': (2, 0), 'max_exp_avg_sq': (2, 0)}
     return UpdateRule('adam', names, zeros_like_buffers(names), update,
-                      {name: units[name] for name in names})
+                      {name: units[name] for name in names}, elementwise=True)

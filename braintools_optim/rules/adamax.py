@@ -44,4 +44,4 @@ def adamax(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> UpdateRule:
         return delta, {'exp_avg': exp_avg, 'exp_inf': exp_inf}
 
     return UpdateRule('adamax', names, zeros_like_buffers(names), update,
-                      {'exp_avg': (1, 0), 'exp_inf': (1, 0)})
+                      {'exp_avg': (1, 0), 'exp_inf': (1, 0)}, elementwise=True)

@@ -53,4 +53,4 @@ def adan(b1: float = 0.98, b2: float = 0.92, b3: float = 0.99, eps: float = 1e-8
 
     return UpdateRule('adan', names, zeros_like_buffers(names), update,
                       {'exp_avg': (1, 0), 'exp_avg_diff': (1, 0), 'exp_avg_sq': (2, 0),
-                       'prev_grad': (1, 0)})
+                       'prev_grad': (1, 0)}, elementwise=True)

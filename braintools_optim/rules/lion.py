@@ -37,4 +37,4 @@ def lion(b1: float = 0.9, b2: float = 0.99) -> UpdateRule:
         new_avg = (1.0 - b2) * grad + b2 * exp_avg
         return -as_dtype(lr, grad.dtype) * direction, {'exp_avg': new_avg}
 
-    return UpdateRule('lion', ('exp_avg',), zeros_like_buffers(('exp_avg',)), update, {'exp_avg': (1, 0)})
+    return UpdateRule('lion', ('exp_avg',), zeros_like_buffers(('exp_avg',)), update, {'exp_avg': (1, 0)}, elementwise=True)

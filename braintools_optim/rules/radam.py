@@ -106,4 +106,4 @@ def radam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, threshold: floa
         return delta, {'exp_avg': exp_avg, 'exp_avg_sq': exp_avg_sq}
 
     return UpdateRule('radam', names, zeros_like_buffers(names), update,
-                      {'exp_avg': (1, 0), 'exp_avg_sq': (2, 0)})
+                      {'exp_avg': (1, 0), 'exp_avg_sq': (2, 0)}, elementwise=True)

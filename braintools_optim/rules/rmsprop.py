@@ -77,4 +77,4 @@ def rmsprop(alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
         return -as_dtype(lr, grad.dtype) * step, new_buffers
 
     units = {'square_avg': (2, 0), 'grad_avg': (1, 0), 'momentum_buffer': (0, 0)}
-    return UpdateRule('rmsprop', names, init, update, {name: units[name] for name in names})
+    return UpdateRule('rmsprop', names, init, update, {name: units[name] for name in names}, elementwise=True)

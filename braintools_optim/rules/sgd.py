@@ -38,7 +38,7 @@ def sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -
         def update_plain(grad, buffers, param, lr, count):
             return -as_dtype(lr, grad.dtype) * grad, {}
 
-        return UpdateRule('sgd', (), zeros_like_buffers(()), update_plain, {})
+        return UpdateRule('sgd', (), zeros_like_buffers(()), update_plain, {}, elementwise=True)
 
     def update_momentum(grad, buffers, param, lr, count):
         previous = buffers['momentum_buffer']
@@ -51,4 +51,4 @@ def sgd(momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False) -
         return -as_dtype(lr, grad.dtype) * direction, {'momentum_buffer': accumulated}
 
     return UpdateRule('sgd', ('momentum_buffer',), zeros_like_buffers(('momentum_buffer',)),
-                      update_momentum, {'momentum_buffer': (1, 0)})
+                      update_momentum, {'momentum_buffer': (1, 0)}, elementwise=True)

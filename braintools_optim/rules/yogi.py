@@ -52,4 +52,4 @@ def yogi(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-3, eps_root: float 
         delta = -as_dtype(lr, dtype) * corrected_avg / (jnp.sqrt(corrected_sq + eps_root) + eps)
         return delta, {'exp_avg': exp_avg, 'exp_avg_sq': exp_avg_sq}
 
-    return UpdateRule('yogi', names, init, update, {'exp_avg': (1, 0), 'exp_avg_sq': (2, 0)})
+    return UpdateRule('yogi', names, init, update, {'exp_avg': (1, 0), 'exp_avg_sq': (2, 0)}, elementwise=True)
