@@ -132,7 +132,8 @@ class FlatLayout:
                 continue
             starts = opaque_offsets(bucket.offsets, runtime_scalar)
             for i, start, size, shape in zip(bucket.members, starts, bucket.sizes, bucket.shapes):
-                out[i] = jax.lax.dynamic_slice(flat, (start,), (size,)).reshape(shape)
+                piece = jax.lax.dynamic_slice(flat, (start,), (size,), allow_negative_indices=False)
+                out[i] = piece.reshape(shape)
         return out
 
 

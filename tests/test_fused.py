@@ -1,0 +1,230 @@
+"""Fused flat buffers (``fused=None|True``) against the per-parameter path (``fused=False``).
+
+Element-wise rules give the same numbers on a concatenation as on each array,
+so both layouts must agree to one ulp, step after step, with decay, clipping,
+groups, schedules and late registration; checkpoints move between layouts.
+"""
+
+import brainstate
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import braintools_optim as bo
+from braintools_optim._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout
+
+from optimizer_zoo import ZOO
+
+SHAPES = {'w1': (4, 3), 'b1': (3,), 'w2': (3, 5), 'scalar': (), 'b2': (5,)}
+ELEMENTWISE = [name for name, make in ZOO.items() if make()._can_fuse(make()._rule)]
+PER_TENSOR = [name for name in ZOO if name not in ELEMENTWISE]
+
+
+def _params(dtype=jnp.float32, seed=0):
+    rng = np.random.default_rng(seed)
+    return {name: brainstate.ParamState(jnp.asarray(rng.normal(size=shape), dtype))
+            for name, shape in SHAPES.items()}
+
+
+def _grads(step, dtype=jnp.float32):
+    rng = np.random.default_rng(100 + step)
+    return {(name,): jnp.asarray(rng.normal(size=shape) * (1 + step), dtype) for name, shape in SHAPES.items()}
+
+
+def _run(make, fused, steps=6, dtype=jnp.float32, **options):
+    params = _params(dtype)
+    opt = make(fused=fused, **options).register_trainable_weights(params)
+    for step in range(steps):
+        opt.update(_grads(step, dtype))
+    return params, opt
+
+
+def _assert_within_one_ulp(a, b):
+    """``|a - b|`` at most one ulp of the array's largest element, in the array's own dtype.
+
+    Element-wise ulp counts are meaningless where a moment update cancels
+    (``beta m + (1 - beta) g`` with opposite signs): there XLA's choice to fuse
+    a multiply-add into one FMA in one program and not in the other moves the
+    small result by several of its own ulps while staying within one ulp of
+    the terms. The array's scale is the honest yardstick.
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.dtype == b.dtype and a.shape == b.shape
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    scale = np.max(np.abs(b64)) if b64.size else 0.0
+    ulp = float(jnp.finfo(a.dtype).eps) * 2.0 ** np.floor(np.log2(scale)) if scale > 0 else 0.0
+    assert np.max(np.abs(a64 - b64), initial=0.0) <= ulp, (np.max(np.abs(a64 - b64)), ulp)
+
+
+def _assert_same_run(fused_run, plain_run):
+    (p_fused, opt_fused), (p_plain, opt_plain) = fused_run, plain_run
+    for name in SHAPES:
+        _assert_within_one_ulp(p_fused[name].value, p_plain[name].value)
+    plain_buffers = opt_plain.buffers()
+    for buffer, values in opt_fused.buffers().items():
+        for key, value in values.items():
+            _assert_within_one_ulp(value, plain_buffers[buffer][key])
+
+
+def test_the_elementwise_catalog_is_what_we_expect():
+    assert set(ELEMENTWISE) == {'SGD', 'Momentum', 'MomentumNesterov', 'Adam', 'AdamW', 'Adadelta', 'RMSprop',
+                                'Adagrad', 'Adamax', 'RAdam', 'Lion', 'Yogi', 'AdaBelief', 'Adan'}
+
+
+CLIPPED = {'grad_clip_norm': 0.5, 'grad_clip_value': 2.0, 'rescale_grad': 0.5, 'param_clip_value': 1.5}
+
+
+def _one_step_from_the_same_state(make, dtype=jnp.float32, warmup=3, **options):
+    """Both layouts take step ``warmup + 1`` from identical parameters and buffers."""
+    params, plain = _run(make, False, steps=warmup, dtype=dtype, **options)
+    copies = {name: brainstate.ParamState(state.value) for name, state in params.items()}
+    fused = make(fused=True, **options).register_trainable_weights(copies)
+    fused.load_state_dict(plain.state_dict())
+    plain.update(_grads(warmup, dtype))
+    fused.update(_grads(warmup, dtype))
+    assert isinstance(fused._layout, FlatLayout) and isinstance(plain._layout, PerParamLayout)
+    return (copies, fused), (params, plain)
+
+
+@pytest.mark.parametrize('name', ELEMENTWISE)
+@pytest.mark.parametrize('options', [{}, CLIPPED], ids=['plain', 'clipped'])
+def test_one_fused_step_equals_the_per_parameter_step_within_one_ulp(name, options):
+    _assert_same_run(*_one_step_from_the_same_state(ZOO[name], **options))
+
+
+@pytest.mark.parametrize('name', ELEMENTWISE)
+def test_fused_and_per_parameter_trajectories_stay_together(name):
+    # each step agrees to one ulp; over several steps the differences may compound a little
+    (p_fused, opt_fused), (p_plain, opt_plain) = _run(ZOO[name], True, **CLIPPED), _run(ZOO[name], False, **CLIPPED)
+    for key in SHAPES:
+        np.testing.assert_allclose(np.asarray(p_fused[key].value), np.asarray(p_plain[key].value),
+                                   rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize('name', ['Adam', 'AdamW', 'SGD', 'Adadelta'])
+def test_fused_equals_per_parameter_in_float16_and_bfloat16(name):
+    for dtype in (jnp.float16, jnp.bfloat16):
+        _assert_same_run(*_one_step_from_the_same_state(ZOO[name], dtype=dtype))
+
+
+def test_groups_schedules_and_late_registration_bucket_separately():
+    def run(fused):
+        params = _params()
+        first = {k: params[k] for k in ('w1', 'b1')}
+        later = {k: params[k] for k in ('w2', 'b2', 'scalar')}
+        scheduler = bo.StepLR(base_lr=[0.05, 0.01], step_size=2, gamma=0.5)
+        opt = bo.AdamW(lr=scheduler, weight_decay=0.1, fused=fused, schedule_per_update=True)
+        opt.register_trainable_weights(first)
+        opt.add_param_group({k: later[k] for k in ('w2', 'b2')}, weight_decay=0.0)
+        grads = lambda s: {k: g for k, g in _grads(s).items() if k[0] != 'scalar'}
+        for step in range(3):
+            opt.update(grads(step))
+        opt.register_trainable_weights({'scalar': later['scalar']})    # its own step count from 1
+        for step in range(3, 6):
+            opt.update(_grads(step))
+        return params, opt
+
+    fused, plain = run(True), run(False)
+    _assert_same_run(fused, plain)
+    buckets = fused[1]._layout.buckets
+    assert [(b.group, b.step_offset) for b in buckets] == [(0, 0), (1, 0), (0, 3)]
+    assert [len(b.members) for b in buckets] == [2, 2, 1]
+
+
+def test_mixed_dtypes_get_one_bucket_each():
+    params = {'a': brainstate.ParamState(jnp.ones((3,), jnp.float32)),
+              'b': brainstate.ParamState(jnp.ones((2,), jnp.bfloat16)),
+              'c': brainstate.ParamState(jnp.ones((4,), jnp.float32))}
+    opt = bo.Adam(lr=0.1, fused=True).register_trainable_weights(params)
+    assert [b.members for b in opt._layout.buckets] == [(0, 2), (1,)]
+    assert [v.dtype for v in opt._buffers['exp_avg'].value] == [jnp.float32, jnp.bfloat16]
+    opt.update({('a',): jnp.ones(3), ('b',): jnp.ones(2, jnp.bfloat16), ('c',): jnp.ones(4)})
+    assert params['b'].value.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(params['a'].value), 0.9, rtol=1e-6)
+
+
+def test_default_fuses_small_arrays_and_keeps_large_ones_alone():
+    big = DEFAULT_MAX_FUSED_SIZE + 1
+    params = {'small1': brainstate.ParamState(jnp.ones((10,))),
+              'large': brainstate.ParamState(jnp.ones((big,))),
+              'small2': brainstate.ParamState(jnp.ones((2, 3)))}
+    opt = bo.Adam(lr=0.1).register_trainable_weights(params)
+    assert opt.fused is None
+    assert [b.members for b in opt._layout.buckets] == [(0, 2), (1,)]
+    # every byte the optimizer keeps is a moment: two buffers of exactly the parameter count
+    stored = [a for state in opt._buffers.values() for a in state.value]
+    assert sum(a.size for a in stored) == 2 * (10 + big + 6)
+    assert [a.shape for a in opt._buffers['exp_avg'].value] == [(16,), (big,)]
+
+
+def test_per_tensor_rules_refuse_fused_true_and_run_per_parameter_by_default():
+    for name in PER_TENSOR:
+        with pytest.raises(ValueError, match='element-wise'):
+            ZOO[name](fused=True)
+        opt = ZOO[name]().register_trainable_weights(_params())
+        assert isinstance(opt._layout, PerParamLayout), name
+    with pytest.raises(TypeError, match='fused'):
+        bo.Adam(fused='yes')
+
+
+@pytest.mark.parametrize('source_fused, target_fused', [(True, False), (False, True), (None, True)])
+def test_checkpoints_move_between_layouts(source_fused, target_fused):
+    params, source = _run(ZOO['Adam'], source_fused, steps=3)
+    saved = source.state_dict()
+    target_params = _params()
+    for name in SHAPES:
+        target_params[name].value = params[name].value
+    target = ZOO['Adam'](fused=target_fused).register_trainable_weights(target_params)
+    target.load_state_dict(saved)
+    for step in range(3, 6):
+        source.update(_grads(step))
+        target.update(_grads(step))
+    _assert_same_run((params, source), (target_params, target))
+
+
+def test_checkpoint_restoring_step_offsets_rebuckets():
+    def build(fused):
+        params = _params()
+        opt = bo.Adam(lr=0.05, fused=fused).register_trainable_weights({'w1': params['w1']})
+        opt.update({('w1',): _grads(0)[('w1',)]})
+        opt.register_trainable_weights({'b1': params['b1']})          # step offset 1
+        return params, opt
+
+    (params, opt) = build(True)
+    assert len(opt._layout.buckets) == 2
+    saved = opt.state_dict()
+    fresh = bo.Adam(lr=0.05, fused=True).register_trainable_weights(
+        {'w1': brainstate.ParamState(params['w1'].value), 'b1': brainstate.ParamState(params['b1'].value)})
+    assert len(fresh._layout.buckets) == 1                             # same offsets: one bucket
+    fresh.load_state_dict(saved)
+    assert [b.step_offset for b in fresh._layout.buckets] == [0, 1]
+    np.testing.assert_array_equal(fresh.buffers()['exp_avg'][('w1',)], opt.buffers()['exp_avg'][('w1',)])
+
+
+def test_fused_step_inside_for_loop_matches_eager_per_parameter_steps():
+    grads = [_grads(s) for s in range(5)]
+    stacked = jax.tree.map(lambda *xs: jnp.stack(xs), *grads)
+    params = _params()
+    opt = bo.Adam(lr=0.05, weight_decay=1e-3, fused=True).register_trainable_weights(params)
+
+    @brainstate.transform.jit
+    def epoch(all_grads):
+        brainstate.transform.for_loop(opt.update, all_grads)
+
+    epoch(stacked)
+    reference = bo.Adam(lr=0.05, weight_decay=1e-3, fused=False)
+    plain_params = _params()
+    reference.register_trainable_weights(plain_params)
+    for g in grads:
+        reference.update(g)
+    _assert_same_run((params, opt), (plain_params, reference))
+
+
+def test_fused_moments_are_two_leaves_whatever_the_parameter_count():
+    params = {f'p{i}': brainstate.ParamState(jnp.ones((i + 1,))) for i in range(40)}
+    fused = bo.Adam(lr=0.1).register_trainable_weights(params)
+    plain = bo.Adam(lr=0.1, fused=False).register_trainable_weights(params)
+    leaves = lambda opt: sum(len(jax.tree.leaves(state.value)) for state in opt._buffers.values())
+    assert leaves(fused) == 2
+    assert leaves(plain) == 80
