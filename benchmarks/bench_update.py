@@ -13,6 +13,12 @@ fixed, precomputed gradients:
 
 ``ours``
     ``opt.update(grads)`` inside one ``brainstate.transform.jit`` call.
+``ours per-array``
+    the same with ``fused=False``: one buffer and one rule call per array (the
+    layout per-tensor rules always use).
+``braintools``
+    ``braintools.optim`` (the library users have today, bench extra) in the
+    same ``brainstate.transform.jit`` call; ``n/a`` when it is not installed.
 ``ours eager``
     (Adam, configurations with ``eager=True`` only) a plain ``opt.update(grads)``
     call, which runs the compiled step cached on the optimizer.
@@ -65,6 +71,20 @@ import numpy as np
 import optax
 
 import braintools_optim as bo
+
+try:                                   # the library users have today (bench extra)
+    import braintools.optim as braintools_optim_today
+except ImportError:                    # pragma: no cover - reported as n/a
+    braintools_optim_today = None
+
+#: the same algorithms in braintools.optim (same hyper-parameters as ALGORITHMS below)
+BRAINTOOLS = {
+    'adam': lambda: braintools_optim_today.Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8),
+    'adadelta': lambda: braintools_optim_today.Adadelta(lr=1.0, rho=0.9, eps=1e-6),
+    'rmsprop': lambda: braintools_optim_today.RMSprop(lr=1e-2, alpha=0.99, eps=1e-8),
+    'sgd_momentum': lambda: braintools_optim_today.SGD(lr=1e-2, momentum=0.9),
+    'sgd': lambda: braintools_optim_today.SGD(lr=1e-2),
+}
 
 BEGIN_MARK = '<!-- BEGIN GENERATED (bench_update.py rewrites everything between these markers) -->'
 END_MARK = '<!-- END GENERATED -->'
@@ -134,24 +154,24 @@ def _flat_sgd(lr=1e-2):
 
 ALGORITHMS: Dict[str, Algorithm] = {
     'adam': Algorithm(
-        'Adam', lambda: bo.Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8),
+        'Adam', lambda **kw: bo.Adam(lr=1e-3, betas=(0.9, 0.999), eps=1e-8),
         lambda: optax.adam(1e-3, b1=0.9, b2=0.999, eps=1e-8),
         2, _flat_adam(), 'lr 1e-3, betas (0.9, 0.999), eps 1e-8'),
     'adadelta': Algorithm(
-        'Adadelta', lambda: bo.Adadelta(lr=1.0, rho=0.9, eps=1e-6),
+        'Adadelta', lambda **kw: bo.Adadelta(lr=1.0, rho=0.9, eps=1e-6),
         lambda: optax.adadelta(learning_rate=1.0, rho=0.9, eps=1e-6),
         2, _flat_adadelta(), 'lr 1.0, rho 0.9, eps 1e-6'),
     'rmsprop': Algorithm(
-        'RMSprop', lambda: bo.RMSprop(lr=1e-2, alpha=0.99, eps=1e-8),
+        'RMSprop', lambda **kw: bo.RMSprop(lr=1e-2, alpha=0.99, eps=1e-8),
         # our default is torch's sqrt(v) + eps; optax's default puts eps inside the sqrt
         lambda: optax.rmsprop(1e-2, decay=0.99, eps=1e-8, eps_in_sqrt=False),
         1, _flat_rmsprop(), 'lr 1e-2, alpha 0.99, eps 1e-8 outside the sqrt (optax eps_in_sqrt=False)'),
     'sgd_momentum': Algorithm(
-        'SGD-momentum', lambda: bo.SGD(lr=1e-2, momentum=0.9),
+        'SGD-momentum', lambda **kw: bo.SGD(lr=1e-2, momentum=0.9, **kw),
         lambda: optax.sgd(1e-2, momentum=0.9),
         1, _flat_sgd_momentum(), 'lr 1e-2, momentum 0.9'),
     'sgd': Algorithm(
-        'SGD (plain)', lambda: bo.SGD(lr=1e-2),
+        'SGD (plain)', lambda **kw: bo.SGD(lr=1e-2, **kw),
         lambda: optax.sgd(1e-2),
         0, _flat_sgd(), 'lr 1e-2, no momentum: same math as the floor'),
 }
@@ -217,9 +237,10 @@ def _fresh(x):
     return jnp.array(x, copy=True)
 
 
-def make_ours(algo: Algorithm, keys, init, grads, eager: bool = False, direct: bool = False) -> Contender:
+def make_ours(algo: Algorithm, keys, init, grads, eager: bool = False, direct: bool = False,
+              fused=None, make=None, label: Optional[str] = None) -> Contender:
     states = {k: brainstate.ParamState(_fresh(init[k])) for k in keys}
-    opt = algo.make_ours()
+    opt = make() if make is not None else algo.make_ours(fused=fused)
     opt.register_trainable_weights(states)
     probe = states[keys[0]]
     if eager:
@@ -235,7 +256,7 @@ def make_ours(algo: Algorithm, keys, init, grads, eager: bool = False, direct: b
             step(grads)
             jax.block_until_ready(probe.value)
     compile_s = _time_first(call)
-    contender = Contender('ours eager' if eager else 'ours', call, compile_s,
+    contender = Contender(label or ('ours eager' if eager else 'ours'), call, compile_s,
                           lambda: np.concatenate([np.asarray(states[k].value).ravel() for k in keys]))
     if not eager:
         contender.opt, contender.step = opt, step      # for the bookkeeping counts
@@ -414,6 +435,10 @@ def run_config(cfg: Config) -> Dict:
         add(name, make_copy(algo.n_buffers, flat_init, flat_grads))
         if cfg.nodonate:
             add(name, make_optax(algo, keys, init, grads, donate=False))
+        add(name, make_ours(algo, keys, init, grads, fused=False, label='ours per-array'))
+        if braintools_optim_today is not None:
+            bt = add(name, make_ours(algo, keys, init, grads, make=BRAINTOOLS[name], label='braintools'))
+            bt.final = None            # its own conventions; not part of the agreement check
         extra[name] = dict(ours_counts=_bookkeeping_counts(ours, grads),
                            optax_leaves=(opt_c.n_leaves_in, opt_c.n_leaves_out))
     if cfg.eager:
@@ -522,19 +547,24 @@ def report(results: List[Dict], argv: Sequence[str], quick: bool, wall_s: float)
           f'floor: {_fmt_ms(st["floor"]["median"])} ms.')
         w('')
         nd = cfg.nodonate
-        w('| algorithm | ours | optax | ' + ('optax no-donate | ' if nd else '') +
-          'flat | copy | ours/floor | ours/optax | ' + ('ours/optax no-donate | ' if nd else '') +
-          'ours/flat | ours/copy | flat GB/s |')
-        w('|---|' + '---:|' * (9 + 2 * nd))
+        w('| algorithm | ours | ours per-array | braintools | optax | ' + ('optax no-donate | ' if nd else '') +
+          'flat | copy | ours/floor | per-array/floor | braintools/floor | ours/optax | ' +
+          ('ours/optax no-donate | ' if nd else '') + 'ours/flat | ours/copy | flat GB/s |')
+        w('|---|' + '---:|' * (13 + 2 * nd))
         for name in cfg.algorithms:
             a = ALGORITHMS[name]
             m = {k: st[f'{name}/{k}']['median'] for k in ('ours', 'optax', 'flat', 'copy')}
             traffic = cfg.total * BYTES * (3 + 2 * a.n_buffers)
             gbs = traffic / (m['flat'] * 1e-3) / 1e9
             nd_ms = st[f'{name}/optax no-donate']['median'] if nd else None
-            w(f'| {a.name} | {_fmt_ms(m["ours"])} | {_fmt_ms(m["optax"])} | ' +
+            per_array = st[f'{name}/ours per-array']['median']
+            bt = st[f'{name}/braintools']['median'] if f'{name}/braintools' in st else None
+            floor_ms = st["floor"]["median"]
+            w(f'| {a.name} | {_fmt_ms(m["ours"])} | {_fmt_ms(per_array)} | '
+              f'{_fmt_ms(bt) if bt else "n/a"} | {_fmt_ms(m["optax"])} | ' +
               (f'{_fmt_ms(nd_ms)} | ' if nd else '') +
-              f'{_fmt_ms(m["flat"])} | {_fmt_ms(m["copy"])} | {_ratio(m["ours"], st["floor"]["median"])} | '
+              f'{_fmt_ms(m["flat"])} | {_fmt_ms(m["copy"])} | {_ratio(m["ours"], floor_ms)} | '
+              f'{_ratio(per_array, floor_ms)} | {_ratio(bt, floor_ms) if bt else "n/a"} | '
               f'{_ratio(m["ours"], m["optax"])} | ' + (f'{_ratio(m["ours"], nd_ms)} | ' if nd else '') +
               f'{_ratio(m["ours"], m["flat"])} | {_ratio(m["ours"], m["copy"])} | {gbs:.1f} |')
         w('')
@@ -587,13 +617,16 @@ def report(results: List[Dict], argv: Sequence[str], quick: bool, wall_s: float)
     w('Tracing + lowering + XLA compilation + the first step. `floor` is shared by all '
       'algorithms of a configuration.')
     w('')
-    w('| config | algorithm | ours | optax | flat | floor |')
-    w('|---|---|---:|---:|---:|---:|')
+    w('| config | algorithm | ours | ours per-array | braintools | optax | flat | floor | ours - floor |')
+    w('|---|---|---:|---:|---:|---:|---:|---:|---:|')
     for res in results:
         cs = res['compile_s']
         for name in res['cfg'].algorithms:
+            bt = cs.get(f'{name}/braintools')
             w(f'| {res["cfg"].key} | {ALGORITHMS[name].name} | {cs[f"{name}/ours"]:.2f} | '
-              f'{cs[f"{name}/optax"]:.2f} | {cs[f"{name}/flat"]:.2f} | {cs["floor"]:.2f} |')
+              f'{cs[f"{name}/ours per-array"]:.2f} | {"n/a" if bt is None else f"{bt:.2f}"} | '
+              f'{cs[f"{name}/optax"]:.2f} | {cs[f"{name}/flat"]:.2f} | {cs["floor"]:.2f} | '
+              f'{cs[f"{name}/ours"] - cs["floor"]:.2f} |')
     w('')
 
     # ---- bookkeeping
