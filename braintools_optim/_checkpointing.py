@@ -58,7 +58,7 @@ class CheckpointMixin:
             'params': {key: _describe(state.value, group)
                        for key, state, group in zip(keys, states, self._registry.groups())},
             'step_offsets': dict(zip(keys, self._param_step_offsets())),
-            'buffers': {name: dict(zip(keys, map(np.asarray, self._buffer_values(name))))
+            'buffers': {name: dict(zip(keys, map(np.array, self._buffer_values(name))))   # copies
                         for name in self._buffers},
             'grad_accumulator': (None if self._grad_accumulator is None else
                                  dict(zip(keys, map(np.asarray, self._grad_accumulator.value)))),

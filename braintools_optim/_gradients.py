@@ -52,22 +52,31 @@ def check_gradients(keys: Sequence[Key], params: Sequence[Any], grads: Any) -> L
     target_units = []
     for key, param in zip(keys, params):
         grad = grads[key]
-        where = path_str(key)
-        if not isinstance(grad, (jax.Array, np.ndarray, u.Quantity)):
-            raise TypeError(f"gradient for {where!r} must be an array, got {type(grad).__name__}")
-        param_mantissa, param_unit = _units.split(param)
-        grad_mantissa, grad_unit = _units.split(grad)
-        if tuple(grad_mantissa.shape) != tuple(param_mantissa.shape):
-            raise GradientMismatchError(f"gradient for {where!r} has shape {tuple(grad_mantissa.shape)}, "
-                                        f"parameter has shape {tuple(param_mantissa.shape)}")
-        if grad_mantissa.dtype != param_mantissa.dtype:
-            raise GradientMismatchError(f"gradient for {where!r} has dtype {grad_mantissa.dtype}, "
-                                        f"parameter has dtype {param_mantissa.dtype}")
-        try:
-            target_units.append(_units.gradient_unit(grad_unit, param_unit))
-        except ValueError as err:
-            raise GradientMismatchError(f"unit mismatch for {where!r}: {err}") from None
+        if type(grad) is not type(param) or not isinstance(grad, jax.Array):
+            target_units.append(_check_one(key, param, grad))       # units, numpy, wrong types
+        elif grad.shape != param.shape or grad.dtype != param.dtype:
+            _check_one(key, param, grad)                             # raises with the details
+        else:
+            target_units.append(None)                                # the common case: plain arrays
     return target_units
+
+
+def _check_one(key: Key, param: Any, grad: Any) -> Optional[u.Unit]:
+    where = path_str(key)
+    if not isinstance(grad, (jax.Array, np.ndarray, u.Quantity)):
+        raise TypeError(f"gradient for {where!r} must be an array, got {type(grad).__name__}")
+    param_mantissa, param_unit = _units.split(param)
+    grad_mantissa, grad_unit = _units.split(grad)
+    if tuple(grad_mantissa.shape) != tuple(param_mantissa.shape):
+        raise GradientMismatchError(f"gradient for {where!r} has shape {tuple(grad_mantissa.shape)}, "
+                                    f"parameter has shape {tuple(param_mantissa.shape)}")
+    if grad_mantissa.dtype != param_mantissa.dtype:
+        raise GradientMismatchError(f"gradient for {where!r} has dtype {grad_mantissa.dtype}, "
+                                    f"parameter has dtype {param_mantissa.dtype}")
+    try:
+        return _units.gradient_unit(grad_unit, param_unit)
+    except ValueError as err:
+        raise GradientMismatchError(f"unit mismatch for {where!r}: {err}") from None
 
 
 def gradient_mantissas(keys: Sequence[Key], grads: Mapping, target_units: Sequence[Optional[u.Unit]]

@@ -33,6 +33,7 @@ from . import _units
 from . import gradient_processing as gp
 from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout
 from ._checkpointing import CheckpointMixin
+from ._eager import EagerStep
 from ._gradients import check_gradients, gradient_mantissas
 from ._registry import ParamRegistry
 from .rules._base import UpdateRule
@@ -462,11 +463,21 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
             self._step(grads)
             return
         # Eager call: check cheaply here so errors surface before compiling, then
-        # run the cached compiled step (traced once per gradient structure).
+        # run the cached compiled step (see _eager.py).
         check_gradients(self._registry.keys(), [s.value for s in self._registry.states()], grads)
         if self._compiled_step is None:
-            self._compiled_step = brainstate.transform.jit(self._step)
+            self._compiled_step = EagerStep(self._step, grads, self._donatable_states())
         self._compiled_step(grads)
+
+    def _donatable_states(self) -> List[OptimizerState]:
+        """States whose old values an eager step may overwrite in place (its own buffers).
+
+        Not with ``max_consecutive_skips``: its error is raised after the compiled
+        step ran, and the donated buffers would be gone with it.
+        """
+        if self.max_consecutive_skips is not None:
+            return []
+        return list(self._buffers.values())
 
     step = update  # braintools / torch spelling
 
@@ -681,6 +692,7 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
             grad_power, param_power = self._rule.buffer_units.get(name, (0, 0))
             out[name] = {}
             for key, param_state, value in zip(keys, self._registry.states(), self._buffer_values(name)):
+                value = jnp.array(value, copy=True)     # the eager step updates the buffers in place
                 param_unit = _units.split(param_state.value)[1]
                 grad_unit = self._grad_units.get(key, param_unit)
                 out[name][key] = _units.merge(value, _units.power_product(
