@@ -237,6 +237,11 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         by another State (two modules both have ``('weight',)``) is kept under
         ``('registration<n>',) + key`` or ``(prefix,) + key``. Non-``ParamState``
         values raise ``TypeError`` and nothing is registered.
+
+        A ParamState may hold one array (or Quantity) or a pytree of them, as
+        ``brainstate.nn.Linear`` does (``{'weight': W, 'bias': b}``): each leaf is
+        trained as its own parameter, listed by ``buffers()`` and checkpoints
+        under the State's key plus the leaf path (``('l1', 'weight', 'bias')``).
         """
         return self._register(param_states, prefix, group=0)
 
@@ -458,6 +463,7 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         """
         if not len(self._registry):
             raise RuntimeError(f"{type(self).__name__}.update called before register_trainable_weights")
+        grads = self._registry.leaf_grads(grads)      # pytree-valued ParamStates: one entry per leaf
         if _contains_tracer(grads):
             self._traced_by_caller = True
             self._step(grads)

@@ -394,6 +394,7 @@ class LBFGS(Optimizer):
                             f"{type(value_fn).__name__}")
         if not len(self._registry):
             raise RuntimeError("LBFGS.update called before register_trainable_weights")
+        grads = self._registry.leaf_grads(grads)
         if _contains_tracer(grads) or _contains_tracer(value):
             self._traced_by_caller = True
             self._run(grads, value, value_fn)

@@ -132,7 +132,7 @@ class Lookahead(brainstate.graph.Node):
                                "register every weight before the first traced update")
 
     def _rebuild_slow(self) -> None:
-        states = list(self.base_optimizer.param_states.values())
+        states = self.base_optimizer._registry.states()
         position = {id(state): i for i, state in enumerate(self._slow_owner)}
         old = self.slow_params.value
         self.slow_params.value = [old[position[id(s)]] if id(s) in position
@@ -181,7 +181,7 @@ class Lookahead(brainstate.graph.Node):
     # ------------------------------------------------------------------ update
     def update(self, grads, **kwargs) -> None:
         """One inner step with ``grads`` (and any extra inner ``update`` arguments), then a sync every ``k``."""
-        states = list(self.base_optimizer.param_states.values())
+        states = self.base_optimizer._registry.states()
         if not states:
             raise RuntimeError("Lookahead.update called before register_trainable_weights")
         if len(states) != len(self._slow_owner) or any(a is not b for a, b in zip(states, self._slow_owner)):
@@ -221,14 +221,14 @@ class Lookahead(brainstate.graph.Node):
     def buffers(self) -> Dict[str, Dict[Any, Any]]:
         """The inner optimizer's buffers plus ``slow_params`` (with the parameters' units)."""
         out = self.base_optimizer.buffers()
-        keys = list(self.base_optimizer.param_states)
+        keys = self.base_optimizer._registry.keys()
         out['slow_params'] = {key: _units.merge(slow, _units.split(state.value)[1])
                               for key, state, slow in zip(keys, self._slow_owner, self.slow_params.value)}
         return out
 
     def state_dict(self) -> Dict[str, Any]:
         """The inner optimizer's ``state_dict`` plus the slow weights and the sync counter."""
-        keys = [path_str(k) for k in self.base_optimizer.param_states]
+        keys = [path_str(k) for k in self.base_optimizer._registry.keys()]
         return {'format_version': STATE_DICT_VERSION, 'optimizer': 'Lookahead',
                 'inner': self.base_optimizer.state_dict(),
                 'slow_params': dict(zip(keys, map(np.asarray, self.slow_params.value))),
@@ -238,7 +238,7 @@ class Lookahead(brainstate.graph.Node):
         """Restore :meth:`state_dict` output; raises (changing nothing) if it does not fit."""
         if state.get('format_version') != STATE_DICT_VERSION or state.get('optimizer') != 'Lookahead':
             raise ValueError("not a Lookahead state_dict of this format version")
-        keys = [path_str(k) for k in self.base_optimizer.param_states]
+        keys = [path_str(k) for k in self.base_optimizer._registry.keys()]
         saved = state['slow_params']
         if set(saved) != set(keys):
             raise ValueError(f"state_dict slow_params are for {sorted(saved)}, not {sorted(keys)}")
