@@ -7,8 +7,9 @@ Run from the repository root::
 
 Part 1, **compile time**: Adam on ``n`` arrays of 256 float32 each, ``n`` from 10 to 3,000
 (XLA:CPU compile time depends on the number of arrays, not their size). For each contender the
-wall clock of the first call (tracing, lowering, XLA compilation, one step), with JAX's caches
-cleared before each: ``ours`` (default layout: fused flat buffers), ``ours per-array``
+wall clock of the first call (tracing, lowering, XLA compilation, one step), each in a fresh
+Python process (XLA:CPU reuses compiled kernels within a process, so a contender measured after
+another with the same kernels would look cheaper than it is): ``ours`` (default layout: fused flat buffers), ``ours per-array``
 (``fused=False``), ``optax`` (``optax.adam`` in ``jax.jit``), ``floor`` (a brainstate jit writing
 ``p - lr*g`` into every ParamState: what any per-array update costs to compile) and ``flat``
 (hand-written Adam on one flat buffer, params included). The optimizer's own share is
@@ -28,6 +29,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import subprocess
 import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -79,9 +81,21 @@ def _first_call_s(run: Callable[[], object]) -> float:
 
 
 # --------------------------------------------------------------------------- part 1
-def compile_times(n: int, size: int = 256) -> Dict[str, float]:
-    keys, init, grads = _problem(n, size)
+COMPILE_CONTENDERS = ('ours', 'ours per-array', 'optax', 'floor', 'flat')
+
+
+def compile_times(n: int) -> Dict[str, float]:
+    """First-call seconds of every contender at ``n`` arrays, each in its own process."""
     out = {}
+    for name in COMPILE_CONTENDERS:
+        result = subprocess.run([sys.executable, os.path.abspath(__file__), '--one-compile', name, str(n)],
+                                capture_output=True, text=True, check=True)
+        out[name] = float(result.stdout.strip().splitlines()[-1])
+    return out
+
+
+def one_compile_time(name: str, n: int, size: int = 256) -> float:
+    keys, init, grads = _problem(n, size)
 
     def brainstate_first_call(make_opt):
         states = {k: brainstate.ParamState(jnp.array(init[k])) for k in keys}
@@ -89,8 +103,10 @@ def compile_times(n: int, size: int = 256) -> Dict[str, float]:
         step = brainstate.transform.jit(lambda g: opt.update(g))
         return _first_call_s(lambda: (step(grads), states[keys[0]].value)[1])
 
-    out['ours'] = brainstate_first_call(lambda: bo.Adam(lr=LR))
-    out['ours per-array'] = brainstate_first_call(lambda: bo.Adam(lr=LR, fused=False))
+    if name == 'ours':
+        return brainstate_first_call(lambda: bo.Adam(lr=LR))
+    if name == 'ours per-array':
+        return brainstate_first_call(lambda: bo.Adam(lr=LR, fused=False))
 
     states = {k: brainstate.ParamState(jnp.array(init[k])) for k in keys}
 
@@ -98,7 +114,8 @@ def compile_times(n: int, size: int = 256) -> Dict[str, float]:
     def floor(g):
         for k in keys:
             states[k].value = states[k].value - LR * g[k]
-    out['floor'] = _first_call_s(lambda: (floor(grads), states[keys[0]].value)[1])
+    if name == 'floor':
+        return _first_call_s(lambda: (floor(grads), states[keys[0]].value)[1])
 
     tx = optax.adam(LR, b1=B1, b2=B2, eps=EPS)
     params = {k: jnp.array(init[k]) for k in keys}
@@ -108,13 +125,12 @@ def compile_times(n: int, size: int = 256) -> Dict[str, float]:
     def optax_step(p, s, g):
         updates, s = tx.update(g, s, p)
         return optax.apply_updates(p, updates), s
-    out['optax'] = _first_call_s(lambda: optax_step(params, opt_state, grads))
+    if name == 'optax':
+        return _first_call_s(lambda: optax_step(params, opt_state, grads))
 
     flat = jnp.concatenate([init[k] for k in keys])
     flat_g = jnp.concatenate([grads[k] for k in keys])
-    out['flat'] = _first_call_s(lambda: jax.jit(adam_leaf)(flat, flat_g, jnp.zeros_like(flat),
-                                                          jnp.zeros_like(flat), 1.0))
-    return out
+    return _first_call_s(lambda: jax.jit(adam_leaf)(flat, flat_g, jnp.zeros_like(flat), jnp.zeros_like(flat), 1.0))
 
 
 # --------------------------------------------------------------------------- part 2
@@ -277,7 +293,11 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument('--sizes', default='10,30,100,300,1000,3000', help='numbers of arrays for part 1')
     parser.add_argument('--out', default=None, help='write the report (between markers) into this file')
     parser.add_argument('--plot', default=None, help='save the compile-time curve as this PNG')
+    parser.add_argument('--one-compile', nargs=2, metavar=('CONTENDER', 'N'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one_compile:
+        print(one_compile_time(args.one_compile[0], int(args.one_compile[1])))
+        return
     shown = ['benchmarks/bench_scaling.py'] + list(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     curve = {}

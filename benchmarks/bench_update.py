@@ -615,7 +615,10 @@ def report(results: List[Dict], argv: Sequence[str], quick: bool, wall_s: float)
     w('### Compile time (first call, wall clock, seconds)')
     w('')
     w('Tracing + lowering + XLA compilation + the first step. `floor` is shared by all '
-      'algorithms of a configuration.')
+      'algorithms of a configuration. All in one process, in the order ours, optax, flat, copy, '
+      'ours per-array, braintools: XLA:CPU reuses compiled kernels within a process, so a contender '
+      'compiled after another with the same kernels (ours per-array after optax) looks cheaper than '
+      'it is. `bench_scaling.py` measures each contender in a fresh process.')
     w('')
     w('| config | algorithm | ours | ours per-array | braintools | optax | flat | floor | ours - floor |')
     w('|---|---|---:|---:|---:|---:|---:|---:|---:|')

@@ -23,7 +23,10 @@ XLA:CPU a slice at a constant offset is compiled into its own kernel (about
 10 ms of compile time each, independent of its size); a ``dynamic_slice``
 whose offset arrives as an opaque runtime scalar compiles into one kernel per
 distinct shape, shared by every array of that shape. :func:`opaque_offsets`
-produces such scalars. Results do not depend on it, only compile time does.
+produces such scalars with a ``lax.cond`` on a runtime predicate. That trick is
+used on the CPU backend only: on GPU a conditional copies its predicate to the
+host (a synchronisation every step), so there the offsets stay static slices.
+Results do not depend on it, only compile time does.
 
 >>> import jax.numpy as jnp
 >>> layout = FlatLayout([(2,), (3,)], [jnp.float32] * 2, groups=[0, 0], step_offsets=[0, 0])
@@ -126,9 +129,14 @@ class FlatLayout:
         only hides the offsets from constant folding (see the module docstring).
         """
         out: List[Optional[Array]] = [None] * self.num_params
+        opaque = jax.default_backend() == 'cpu'
         for bucket, flat in zip(self.buckets, flats):
             if len(bucket.members) == 1:
                 out[bucket.members[0]] = flat.reshape(bucket.shapes[0])
+                continue
+            if not opaque:
+                for i, start, size, shape in zip(bucket.members, bucket.offsets, bucket.sizes, bucket.shapes):
+                    out[i] = jax.lax.slice(flat, (start,), (start + size,)).reshape(shape)
                 continue
             starts = opaque_offsets(bucket.offsets, runtime_scalar)
             for i, start, size, shape in zip(bucket.members, starts, bucket.sizes, bucket.shapes):
