@@ -9,13 +9,14 @@ that list holds and converts between it and one array per parameter:
     per-tensor rules such as Lamb or Adafactor).
 
 :class:`FlatLayout`
-    one flat 1-D array per *bucket*: the parameters of one group, dtype and
-    step offset, concatenated in registration order. Element-wise rules run
+    one flat 1-D array per *bucket*: the parameters of one group, dtype, step
+    offset and placement (device / sharding), concatenated in registration order. Element-wise rules run
     once per bucket instead of once per parameter, and brainstate sees two
     leaves for Adam's moments instead of two per parameter (its per-call
     bookkeeping is per leaf, which is what a step costs for many small arrays).
-    Arrays larger than ``max_fused_size`` elements get a bucket of their own
-    (no concatenation, no copy: reshaping is free), because for them the extra
+    Arrays larger than ``max_fused_size`` elements, and arrays split across
+    devices (a partitioned sharding), get a bucket of their own in their own
+    shape (no concatenation, no copy, no resharding): for big arrays the extra
     copy costs more than the bookkeeping it saves.
 
 Writing the new parameters needs one slice of a flat delta per parameter. On
@@ -92,15 +93,18 @@ class FlatLayout:
     fused = True
 
     def __init__(self, shapes: Sequence[Tuple[int, ...]], dtypes: Sequence[Any], groups: Sequence[int],
-                 step_offsets: Sequence[int], max_fused_size: Optional[int] = None):
+                 step_offsets: Sequence[int], max_fused_size: Optional[int] = None,
+                 placements: Optional[Sequence[Any]] = None):
         self.num_params = len(shapes)
+        placements = [None] * len(shapes) if placements is None else list(placements)
         grouped: Dict[Tuple, List[int]] = {}
         singles: List[int] = []
         for i, (shape, dtype, group, offset) in enumerate(zip(shapes, dtypes, groups, step_offsets)):
-            if max_fused_size is not None and math.prod(shape) > max_fused_size:
+            too_big = max_fused_size is not None and math.prod(shape) > max_fused_size
+            if too_big or placements[i] is PARTITIONED:
                 singles.append(i)
             else:
-                grouped.setdefault((group, jnp.dtype(dtype).name, offset), []).append(i)
+                grouped.setdefault((group, jnp.dtype(dtype).name, offset, placements[i]), []).append(i)
         member_lists = list(grouped.values()) + [[i] for i in singles]
         member_lists.sort(key=lambda members: members[0])      # deterministic: by first parameter
         self.buckets: List[Bucket] = []
@@ -111,13 +115,17 @@ class FlatLayout:
                                        groups[members[0]], step_offsets[members[0]]))
 
     def pack(self, per_param: Sequence[Array]) -> List[Array]:
-        """One flat array per bucket from one array per parameter (traceable)."""
-        return [_concatenate([jnp.ravel(per_param[i]) for i in bucket.members]) for bucket in self.buckets]
+        """One flat array per bucket (a lone parameter keeps its shape) from one per parameter (traceable)."""
+        return [per_param[bucket.members[0]] if len(bucket.members) == 1 else
+                jnp.concatenate([jnp.ravel(per_param[i]) for i in bucket.members]) for bucket in self.buckets]
 
     def unpack(self, stored: Sequence[Array]) -> List[Array]:
         """One array per parameter from the flat arrays (eager use: checkpoints, inspection)."""
         out: List[Optional[Array]] = [None] * self.num_params
         for bucket, flat in zip(self.buckets, stored):
+            if len(bucket.members) == 1:
+                out[bucket.members[0]] = flat
+                continue
             for i, start, size, shape in zip(bucket.members, bucket.offsets, bucket.sizes, bucket.shapes):
                 out[i] = flat[start:start + size].reshape(shape)
         return out
@@ -132,7 +140,7 @@ class FlatLayout:
         opaque = jax.default_backend() == 'cpu'
         for bucket, flat in zip(self.buckets, flats):
             if len(bucket.members) == 1:
-                out[bucket.members[0]] = flat.reshape(bucket.shapes[0])
+                out[bucket.members[0]] = flat
                 continue
             if not opaque:
                 for i, start, size, shape in zip(bucket.members, bucket.offsets, bucket.sizes, bucket.shapes):
@@ -145,8 +153,28 @@ class FlatLayout:
         return out
 
 
-def _concatenate(arrays: List[Array]) -> Array:
-    return arrays[0] if len(arrays) == 1 else jnp.concatenate(arrays)
+#: placement of an array split across devices: never concatenated with others
+PARTITIONED = object()
+
+
+def placement(array: Any) -> Any:
+    """What must agree for arrays to share a flat buffer: their sharding, or PARTITIONED.
+
+    Arrays on one device (or replicated alike) can be concatenated without
+    communication; an array partitioned across devices keeps a bucket of its own.
+    """
+    sharding = getattr(array, 'sharding', None)
+    if sharding is None:                               # NumPy: goes to the default device
+        return jax.devices()[0]
+    try:
+        if not sharding.is_fully_replicated:
+            return PARTITIONED
+        if len(sharding.device_set) == 1:
+            return next(iter(sharding.device_set))
+        hash(sharding)
+    except Exception:                  # an exotic sharding: be safe
+        return PARTITIONED
+    return sharding
 
 
 def opaque_offsets(offsets: Sequence[int], runtime_scalar: Array) -> Tuple[Array, ...]:

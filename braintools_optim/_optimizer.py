@@ -31,7 +31,7 @@ import jax.numpy as jnp
 from . import _checks as checks
 from . import _units
 from . import gradient_processing as gp
-from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout
+from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout, placement
 from ._checkpointing import CheckpointMixin
 from ._eager import EagerStep
 from ._gradients import check_gradients, gradient_mantissas
@@ -139,8 +139,8 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         fused: how buffers are stored and the rule is run (results agree within
             one ulp either way; see ``docs/performance.md``). ``None`` (default):
             for element-wise rules, parameters of at most 16,384 elements share
-            one flat buffer per group and dtype and the rule runs once on it,
-            larger ones keep their own; ``True``: every parameter in the flat
+            one flat buffer per group, dtype and device and the rule runs once
+            on it, larger (or partitioned) ones keep their own; ``True``: every parameter in the flat
             buffers; ``False``: one buffer and one rule call per parameter.
             Per-tensor rules (Lamb, Adafactor, ...) always run per parameter and
             refuse ``fused=True``.
@@ -335,7 +335,8 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         max_size = None if self.fused else DEFAULT_MAX_FUSED_SIZE
         return FlatLayout([m.shape for m in mantissas], [m.dtype for m in mantissas],
                           self._registry.groups(),
-                          self._param_step_offsets() if step_offsets is None else step_offsets, max_size)
+                          self._param_step_offsets() if step_offsets is None else step_offsets, max_size,
+                          placements=[placement(m) for m in mantissas])
 
     def _layout_for_offsets(self, step_offsets: List[int]):
         """The layout after the step offsets change (loading a checkpoint); refuses a traced change."""

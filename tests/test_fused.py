@@ -239,3 +239,58 @@ def test_static_slices_used_off_cpu_give_the_same_numbers(monkeypatch):
     static = _run(ZOO['Adam'], True)
     for name in SHAPES:
         np.testing.assert_array_equal(np.asarray(static[0][name].value), np.asarray(opaque[0][name].value))
+
+
+SHARDED_SCRIPT = r'''
+import brainstate, jax, jax.numpy as jnp, numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import braintools_optim as bo
+
+devices = jax.devices()
+assert len(devices) == 2, devices
+mesh = Mesh(np.array(devices), ('x',))
+
+replicated = NamedSharding(mesh, PartitionSpec())
+split = NamedSharding(mesh, PartitionSpec('x'))
+
+def params():
+    return {
+        'a': brainstate.ParamState(jax.device_put(jnp.arange(4.0), replicated)),
+        'b': brainstate.ParamState(jax.device_put(jnp.ones(3), replicated)),
+        'split': brainstate.ParamState(jax.device_put(jnp.arange(8.0).reshape(4, 2), split)),
+        'split2': brainstate.ParamState(jax.device_put(jnp.ones((2, 3)), split)),
+        'c': brainstate.ParamState(jax.device_put(jnp.ones(2), replicated)),
+    }
+
+def grads(step, ps):
+    return {(k,): jax.device_put(jnp.full(v.value.shape, 0.1 * (step + 1), jnp.float32), v.value.sharding)
+            if hasattr(v.value, 'sharding') else jnp.full(v.value.shape, 0.1 * (step + 1), jnp.float32)
+            for k, v in ps.items()}
+
+fused_p, plain_p = params(), params()
+fused = bo.Adam(lr=0.1, fused=True).register_trainable_weights(fused_p)
+plain = bo.Adam(lr=0.1, fused=False).register_trainable_weights(plain_p)
+keys = list(fused.param_states)
+buckets = sorted(tuple(sorted(keys[i][0] for i in b.members)) for b in fused._layout.buckets)
+assert buckets == [('a', 'b', 'c'), ('split',), ('split2',)], buckets
+for step in range(3):
+    fused.update(grads(step, fused_p))
+    plain.update(grads(step, plain_p))
+for k in fused_p:
+    np.testing.assert_allclose(np.asarray(fused_p[k].value), np.asarray(plain_p[k].value), rtol=1e-6)
+assert fused_p['split'].value.sharding.is_equivalent_to(split, 2)
+assert fused.buffers()['exp_avg'][('split',)].shape == (4, 2)
+print('ok')
+'''
+
+
+def test_partitioned_arrays_keep_their_own_bucket_and_sharding(tmp_path):
+    import os
+    import subprocess
+    import sys
+    script = tmp_path / 'sharded.py'
+    script.write_text(SHARDED_SCRIPT)
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith('ok')
