@@ -27,7 +27,6 @@ The generated part sits between its own markers in the output file; everything e
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import subprocess
 import sys
@@ -43,7 +42,8 @@ import optax
 import braintools_optim as bo
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_update import braintools_optim_today, log, round_robin, _fmt_ms   # noqa: E402
+from bench_update import (Contender, braintools_optim_today, log, round_robin,   # noqa: E402
+                          _fmt_ms, _time_first)
 
 BEGIN_MARK = '<!-- BEGIN GENERATED SCALING (bench_scaling.py rewrites everything between these markers) -->'
 END_MARK = '<!-- END GENERATED SCALING -->'
@@ -73,11 +73,7 @@ def _problem(n, size, seed=0):
 
 
 def _first_call_s(run: Callable[[], object]) -> float:
-    jax.clear_caches()
-    gc.collect()
-    t0 = time.perf_counter()
-    jax.block_until_ready(run())
-    return time.perf_counter() - t0
+    return _time_first(lambda: jax.block_until_ready(run()))
 
 
 # --------------------------------------------------------------------------- part 1
@@ -213,7 +209,6 @@ def in_loop(n: int = 500, size: int = 2048, reps: int = 15, warmup: int = 2) -> 
         t0 = time.perf_counter()
         call()
         compile_s[name] = time.perf_counter() - t0
-    from bench_update import Contender
     times = round_robin([Contender(name, call, compile_s[name]) for name, call in contenders.items()],
                         reps, warmup)
     return {name: {'per_step_ms': float(np.median(ts)) * 1e3 / LOOP_STEPS, 'first_call_s': compile_s[name]}

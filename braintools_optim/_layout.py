@@ -10,8 +10,9 @@ that list holds and converts between it and one array per parameter:
 
 :class:`FlatLayout`
     one flat 1-D array per *bucket*: the parameters of one group, dtype, step
-    offset and placement (device / sharding), concatenated in registration order. Element-wise rules run
-    once per bucket instead of once per parameter, and brainstate sees two
+    offset and placement (device / sharding), concatenated in registration
+    order. Element-wise rules run once per bucket instead of once per
+    parameter, and brainstate sees two
     leaves for Adam's moments instead of two per parameter (its per-call
     bookkeeping is per leaf, which is what a step costs for many small arrays).
     Arrays larger than ``max_fused_size`` elements, and arrays split across
@@ -67,18 +68,11 @@ class Bucket(NamedTuple):
     group: int
     step_offset: int
 
-    @property
-    def total(self) -> int:
-        return sum(self.sizes)
-
 
 class PerParamLayout:
     """One buffer array per parameter (the identity layout)."""
 
     fused = False
-
-    def __init__(self, num_params: int):
-        self.num_params = num_params
 
     def pack(self, per_param: Sequence[Array]) -> List[Array]:
         return list(per_param)

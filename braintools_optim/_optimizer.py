@@ -210,7 +210,7 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         name = type(self).__name__
         self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
         self._buffers = {buffer: OptimizerState([], name=f'{name}.{buffer}') for buffer in rule.buffer_names}
-        self._layout = PerParamLayout(0)
+        self._layout = PerParamLayout()
         counter = lambda what: OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.{what}')
         self.nonfinite_skips = counter('nonfinite_skips') if skip_nonfinite else None
         self.consecutive_skips = counter('consecutive_skips') if skip_nonfinite else None
@@ -331,7 +331,7 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
     def _make_layout(self, mantissas, step_offsets=None):
         """The buffer layout for the registered parameters (see :mod:`._layout`)."""
         if self.fused is False or not self._can_fuse(self._rule):
-            return PerParamLayout(len(mantissas))
+            return PerParamLayout()
         max_size = None if self.fused else DEFAULT_MAX_FUSED_SIZE
         return FlatLayout([m.shape for m in mantissas], [m.dtype for m in mantissas],
                           self._registry.groups(),
