@@ -10,9 +10,12 @@
 1
 """
 
-from . import checkpoint, gradient_processing, rules, schedulers
-from ._gradients import GradientMismatchError
-from ._optimizer import Optimizer, OptimizerState
+from . import checkpoint, gradient_processing, rules, schedulers, select
+from ._errors import CheckpointMismatchError, GradientMismatchError, GroupSelectionError, ParameterChangedError
+from ._hyper import Hyper
+from ._optimizer import Optimizer
+from ._registry import ParamDict
+from ._storage import OptimizerState
 from .averaging import EMA, SWA
 from .optimizers import (LBFGS, Adafactor, Lamb, Lars, Lookahead, Muon, Prodigy, ScheduleFreeAdamW,
                          ScheduleFreeSGD, SGD, SM3, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, AdamW, Fromage, Lion,
@@ -27,6 +30,7 @@ __version__ = '0.1.0'
 
 __all__ = [
     'Adadelta', 'Adam', 'AdamW', 'EMA', 'GradientMismatchError', 'SWA', 'checkpoint', 'LRScheduler', 'Momentum',
+    'CheckpointMismatchError', 'GroupSelectionError', 'ParameterChangedError', 'Hyper', 'ParamDict', 'select',
     'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD',
     'gradient_processing', 'rules', 'schedulers',
     'AdaBelief', 'Adagrad', 'Adamax', 'Adan', 'Fromage', 'Lion', 'NAdam', 'NAdamW', 'Nadam', 'Novograd',

@@ -1,196 +1,367 @@
-"""Checkpointing for optimizers: ``state_dict``, ``load_state_dict``, ``save``, ``load``.
+"""An optimizer's ``state_dict`` and ``load_state_dict``: every part's piece, checked before any write.
 
-A mixin of :class:`braintools_optim.Optimizer`, kept apart from the update
-engine. The dict is keyed by parameter path and buffer name, never by
-position, and :meth:`load_state_dict` checks everything before it writes
-anything; the file format is :mod:`braintools_optim.checkpoint`.
+The dict is keyed by parameter (the injective text of :func:`._keys.encode`:
+``'w'``, ``('layer', 'weight')``, ``'l1'['bias']``) and buffer name, never by
+position::
+
+    format_version   2
+    optimizer        class name
+    step_count       the global step counter
+    counters         skip and accumulation counters (those configured)
+    learning_rates   {'lr': one float lr per group, 'schedulers': [{'class', 'state'}]}
+    weight_decay     one value per group
+    param_groups     per group: name, algorithm, settings, multipliers, frozen, params
+    params           per parameter: shape, dtype, unit, group
+    step_offsets     per parameter: the step count when it was registered
+    buffers          {buffer name: {parameter: array}}
+    grad_accumulator {parameter: array} or None
+    extra            the algorithm's own State (Prodigy's d, L-BFGS's memory, ...)
+
+:func:`load_state_dict` checks all of it against the optimizer (format,
+class, groups and their settings, every parameter's shape/dtype/unit, every
+buffer, counters in range, finite learning rates, scheduler states) and only
+then writes; a checkpoint of format 1 (the first release: keys joined by
+``'/'``) still loads. Parameter values are not included: save them with the model.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List
+import math
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _units
-from ._registry import path_str
-from .schedulers._base import float_dtype
+from . import _checks as checks
+from . import _keys, _units
+from ._errors import CheckpointMismatchError
 
 if TYPE_CHECKING:
-    from ._optimizer import OptimizerState
+    from ._optimizer import Optimizer
 
-STATE_DICT_VERSION = 1
-
-
-class CheckpointMixin:
-    """``state_dict`` / ``load_state_dict`` / ``save`` / ``load`` for :class:`Optimizer`."""
-
-    def _counters(self) -> Dict[str, 'OptimizerState']:
-        counters = {'step_count': self.step_count}
-        for name in ('nonfinite_skips', 'consecutive_skips', 'micro_step'):
-            if getattr(self, name) is not None:
-                counters[name] = getattr(self, name)
-        return counters
-
-    def state_dict(self) -> Dict[str, Any]:
-        """The optimizer's state as plain nested dicts of NumPy arrays.
-
-        Keyed by parameter path (``'layer/weight'``) and buffer name, never by
-        position: the step counter and other counters, the learning rate or the
-        scheduler's state, the parameter groups, every buffer, the gradient
-        accumulator, and a description (shape, dtype, unit) of each parameter
-        so :meth:`load_state_dict` can check it fits. Parameter values themselves
-        are not included: save them with the model.
-        """
-        keys = [path_str(k) for k in self._registry.keys()]
-        states = self._registry.states()
-        return {
-            'format_version': STATE_DICT_VERSION,
-            'optimizer': type(self).__name__,
-            'counters': {name: np.asarray(state.value) for name, state in self._counters().items()},
-            'lr': None if self._lr_state is None else np.asarray(self._lr_state.value),
-            'scheduler': None if self._scheduler is None else {
-                'class': type(self._scheduler).__name__,
-                'state': jax.tree.map(np.asarray, self._scheduler.state_dict())},
-            'param_groups': [dict(group) for group in self._groups],
-            'params': {key: _describe(state.value, group)
-                       for key, state, group in zip(keys, states, self._registry.groups())},
-            'step_offsets': dict(zip(keys, self._param_step_offsets())),
-            'buffers': {name: dict(zip(keys, map(np.array, self._buffer_values(name))))   # copies
-                        for name in self._buffers},
-            'grad_accumulator': (None if self._grad_accumulator is None else
-                                 dict(zip(keys, map(np.asarray, self._grad_accumulator.value)))),
-            'extra': {name: jax.tree.map(np.asarray, state.value)
-                      for name, state in self._extra_states().items()},
-        }
-
-    def load_state_dict(self, state: Dict[str, Any], strict: bool = True) -> Dict[str, List[str]]:
-        """Restore :meth:`state_dict` output, checking it first; nothing changes if it does not fit.
-
-        Checked: format version, optimizer class, parameter paths, each
-        parameter's shape, dtype and unit, every buffer's shape and dtype, the
-        parameter groups and the scheduler. An error names what differs.
-
-        ``strict=False`` is for a model that gained or lost parameters since
-        the checkpoint: parameters missing from it keep their fresh buffers,
-        parameters it has but the optimizer does not are ignored. Everything
-        else is still checked. Returns ``{'missing': [...], 'unexpected': [...]}``.
-        """
-        self._check_header(state)
-        keys = [path_str(k) for k in self._registry.keys()]
-        saved_params = state['params']
-        missing = [k for k in keys if k not in saved_params]
-        unexpected = [k for k in saved_params if k not in set(keys)]
-        if strict and (missing or unexpected):
-            raise ValueError(f"checkpoint parameters differ from the registered ones: missing {missing}, "
-                             f"unexpected {unexpected} (load_state_dict(..., strict=False) keeps fresh "
-                             f"state for missing ones and ignores unexpected ones)")
-        current = {key: _describe(s.value, g) for key, s, g in
-                   zip(keys, self._registry.states(), self._registry.groups())}
-        for key in keys:
-            if key in saved_params and dict(saved_params[key]) != current[key]:
-                raise ValueError(f"checkpoint parameter {key!r} is {dict(saved_params[key])}, the registered "
-                                 f"one is {current[key]}")
-        new_buffers = {name: self._restored_list(f'buffer {name!r}', state['buffers'][name], keys,
-                                                 self._buffer_values(name))
-                       for name in self._buffers}
-        accumulator = None
-        if self._grad_accumulator is not None:
-            accumulator = self._restored_list('grad_accumulator', state['grad_accumulator'], keys,
-                                              self._grad_accumulator.value)
-        extra = {name: jax.tree.map(jnp.asarray, state['extra'][name]) for name in self._extra_states()}
-        counters = {name: jnp.asarray(state['counters'][name], dtype=jnp.int32) for name in self._counters()}
-        if self._scheduler is not None:
-            self._scheduler._check_state_dict(state['scheduler']['state']) \
-                if hasattr(self._scheduler, '_check_state_dict') else None
-        # parameters the checkpoint lacks (strict=False) start their own step count now
-        restart = int(counters['step_count'])
-        offsets = [int(state.get('step_offsets', {}).get(key, restart)) for key in keys]
-        layout = self._layout_for_offsets(offsets)     # fused buckets follow the step offsets
-
-        # Everything fits: write.
-        if accumulator is not None:
-            self._grad_accumulator.value = accumulator
-        for name, target in self._extra_states().items():
-            target.value = extra[name]
-        for name, target in self._counters().items():
-            target.value = counters[name]
-        for key, param_state, offset in zip(keys, self._registry.states(), offsets):
-            self._step_offsets[id(param_state)] = offset
-        self._layout = layout
-        for name, values in new_buffers.items():
-            self._set_buffer_values(name, values)
-        if self._scheduler is not None:
-            self._scheduler.load_state_dict(state['scheduler']['state'])
-        else:
-            for group, saved in zip(self._groups, state['param_groups']):
-                group['lr'] = saved['lr']
-            self._base_lr = jnp.asarray(self._lr_values(), dtype=float_dtype())
-            self._lr_state.value = jnp.asarray(state['lr'], dtype=float_dtype())
-        return {'missing': missing, 'unexpected': unexpected}
-
-    def _check_header(self, state) -> None:
-        if not isinstance(state, dict):
-            raise TypeError(f"load_state_dict expects the dict returned by state_dict(), got {type(state).__name__}")
-        if state.get('format_version') != STATE_DICT_VERSION:
-            raise ValueError(f"unsupported optimizer state_dict format_version {state.get('format_version')!r} "
-                             f"(this version reads {STATE_DICT_VERSION})")
-        if state.get('optimizer') != type(self).__name__:
-            raise ValueError(f"the checkpoint is for {state.get('optimizer')!r}, not {type(self).__name__}")
-        saved_decay = [group['weight_decay'] for group in state['param_groups']]
-        decay = [group['weight_decay'] for group in self._groups]
-        if saved_decay != decay:
-            raise ValueError(f"checkpoint has {len(saved_decay)} parameter groups with weight decay "
-                             f"{saved_decay}; the optimizer has {len(decay)} with {decay}")
-        if set(state['buffers']) != set(self._buffers):
-            raise ValueError(f"checkpoint buffers {sorted(state['buffers'])} differ from "
-                             f"{type(self).__name__}'s {sorted(self._buffers)}")
-        if set(state['counters']) != set(self._counters()):
-            raise ValueError(f"checkpoint counters {sorted(state['counters'])} differ from "
-                             f"{sorted(self._counters())} (skip_nonfinite / accumulate_steps settings differ)")
-        if (state.get('grad_accumulator') is None) != (self._grad_accumulator is None):
-            raise ValueError("the checkpoint and the optimizer disagree on gradient accumulation")
-        if set(state.get('extra', {})) != set(self._extra_states()):
-            raise ValueError(f"checkpoint extra state {sorted(state.get('extra', {}))} differs from "
-                             f"{sorted(self._extra_states())}")
-        saved_scheduler = state.get('scheduler')
-        if (saved_scheduler is None) != (self._scheduler is None):
-            raise ValueError("the checkpoint and the optimizer disagree on whether an LRScheduler is attached")
-        if saved_scheduler is not None and saved_scheduler['class'] != type(self._scheduler).__name__:
-            raise ValueError(f"the checkpoint's scheduler is a {saved_scheduler['class']}, the attached one a "
-                             f"{type(self._scheduler).__name__}")
-        if saved_scheduler is None and np.shape(state['lr']) != tuple(self._lr_state.value.shape):
-            raise ValueError(f"checkpoint lr has shape {np.shape(state['lr'])}, expected "
-                             f"{tuple(self._lr_state.value.shape)}")
-
-    @staticmethod
-    def _restored_list(what: str, saved: Dict[str, Any], keys: List[str], current: List) -> List:
-        values = []
-        for key, now in zip(keys, current):
-            if key not in saved:
-                values.append(now)
-                continue
-            array = np.asarray(saved[key])           # NumPy: no silent float64 -> float32
-            if array.shape != now.shape or array.dtype != now.dtype:
-                raise ValueError(f"checkpoint {what} for {key!r} is {array.dtype}{list(array.shape)}, "
-                                 f"expected {now.dtype}{list(now.shape)}")
-            values.append(jnp.asarray(array))
-        return values
-
-    def save(self, path: str) -> None:
-        """Write :meth:`state_dict` to ``path`` atomically (see :mod:`braintools_optim.checkpoint`)."""
-        from . import checkpoint
-        checkpoint.save(path, self.state_dict())
-
-    def load(self, path: str, strict: bool = True) -> Dict[str, List[str]]:
-        """Read a file written by :meth:`save` and :meth:`load_state_dict` it."""
-        from . import checkpoint
-        return self.load_state_dict(checkpoint.load(path), strict=strict)
+STATE_DICT_VERSION = 2
+INT32_MAX = 2 ** 31 - 1
 
 
-def _describe(value, group: int) -> Dict[str, Any]:
+def _plain(value):
+    """Settings as JSON-friendly plain values (tuples as lists) for storing and comparing."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _describe(value, group: Optional[int]) -> Dict[str, Any]:
     mantissa, unit = _units.split(value)
     return {'shape': list(mantissa.shape), 'dtype': str(mantissa.dtype),
-            'unit': '' if unit is None else str(unit), 'group': int(group)}
+            'unit': '' if unit is None else str(unit), 'group': None if group is None else int(group)}
+
+
+def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
+    """See the module docstring."""
+    params = opt._registry.params
+    names = [_keys.encode(p.key, p.leaf_path) for p in params]
+    trainable = opt._trainable
+    per_param = opt._buffers_per_param()
+    buffers = {name: {names[i]: np.array(values[j]) for j, i in enumerate(trainable) if values[j] is not None}
+               for name, values in per_param.items()}
+    accumulator = opt._guards.accumulator
+    groups = []
+    for group in opt._groups:
+        source = opt._lr.own[group.index]
+        groups.append({
+            'name': group.name, 'optimizer': group.algorithm.__name__,
+            'settings': {k: _plain(v) for k, v in group.settings.items()},
+            'lr_source': 'default' if source is None else ('scheduler' if hasattr(source, 'step') else 'float'),
+            'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen,
+            'params': [names[i] for i, g in enumerate(opt._membership) if g == group.index],
+        })
+    return {
+        'format_version': STATE_DICT_VERSION,
+        'optimizer': type(opt).__name__,
+        'step_count': np.asarray(opt.step_count.value),
+        'counters': {name: np.asarray(state.value) for name, state in opt._guards.counters().items()},
+        'learning_rates': opt._lr.state_dict(),
+        'weight_decay': np.asarray(opt._wd_state.value),
+        'param_groups': groups,
+        'params': {name: _describe(p.handle.value, opt._membership[i]) for i, (name, p) in
+                   enumerate(zip(names, params))},
+        'step_offsets': {names[i]: int(opt._step_offsets[i]) for i in range(len(params))},
+        'buffers': buffers,
+        'grad_accumulator': None if accumulator is None else {
+            names[i]: np.array(value) for i, value in zip(trainable, accumulator.value)},
+        'extra': {name: jax.tree.map(np.asarray, state.value) for name, state in opt._extra_states().items()},
+    }
+
+
+# ---------------------------------------------------------------------- loading
+def _fail(message: str):
+    raise CheckpointMismatchError(message)
+
+
+def _from_version_1(opt: 'Optimizer', state: Dict[str, Any]) -> Dict[str, Any]:
+    """A format-1 dict rewritten in format 2 (keys re-encoded, counters and lr moved)."""
+    params = opt._registry.params
+    legacy = {}
+    for p in params:
+        candidates = [_keys.legacy_encode(p.key, p.leaf_path)]
+        if isinstance(p.key, int) and not p.leaf_path:
+            candidates.insert(0, f'param_{p.key}')            # lists were keyed ('param_i',) then
+        legacy[_keys.encode(p.key, p.leaf_path)] = candidates
+    saved_names = set(state.get('params', {}))
+    rename = {}
+    for new, candidates in legacy.items():
+        found = next((c for c in candidates if c in saved_names), None)
+        if found is not None:
+            rename[found] = new
+    if len(set(rename.values())) != len(rename):
+        _fail("this format-1 checkpoint's '/'-joined keys are ambiguous for the registered parameters")
+    convert = lambda mapping: None if mapping is None else {rename.get(k, '\0' + k): v for k, v in mapping.items()}
+    counters = dict(state.get('counters', {}))
+    step_count = counters.pop('step_count', 0)
+    scheduler = state.get('scheduler')
+    groups = [{'weight_decay': g.get('weight_decay'), 'lr': g.get('lr')} for g in state.get('param_groups', [])]
+    return {
+        'format_version': 1, 'optimizer': state.get('optimizer'), 'step_count': step_count,
+        'counters': counters,
+        'learning_rates': {'lr': state.get('lr'), 'schedulers': [] if scheduler is None else [scheduler]},
+        'weight_decay': None, 'legacy_groups': groups,
+        'params': convert(state.get('params', {})),
+        'step_offsets': convert(state.get('step_offsets', {})),
+        'buffers': {name: convert(values) for name, values in state.get('buffers', {}).items()},
+        'grad_accumulator': convert(state.get('grad_accumulator')),
+        'extra': state.get('extra', {}),
+    }
+
+
+def _int(value, what: str, low: int = 0, high: int = INT32_MAX) -> int:
+    array = np.asarray(value)
+    if array.shape != () or array.dtype.kind not in 'iu':
+        _fail(f"checkpoint {what} must be an integer scalar, got {array.dtype}{list(array.shape)}")
+    number = int(array)
+    if not low <= number <= high:
+        _fail(f"checkpoint {what} = {number} is outside [{low}, {high}]")
+    return number
+
+
+def _array(value, what: str, like) -> jax.Array:
+    array = np.asarray(value)               # NumPy first: no silent float64 -> float32
+    like = jnp.asarray(like)
+    if array.shape != like.shape or array.dtype != like.dtype:
+        _fail(f"checkpoint {what} is {array.dtype}{list(array.shape)}, expected {like.dtype}{list(like.shape)}")
+    return jnp.asarray(array)
+
+
+def load_state_dict(opt: 'Optimizer', state: Dict[str, Any], strict: bool = True) -> Dict[str, List[str]]:
+    """See the module docstring and :meth:`Optimizer.load_state_dict`."""
+    if not isinstance(state, dict):
+        raise TypeError(f"load_state_dict expects the dict returned by state_dict(), got {type(state).__name__}")
+    version = state.get('format_version')
+    if version not in (1, STATE_DICT_VERSION):
+        _fail(f"unsupported optimizer state_dict format_version {version!r} "
+              f"(this version reads 1 and {STATE_DICT_VERSION})")
+    if state.get('optimizer') != type(opt).__name__:
+        _fail(f"the checkpoint is for {state.get('optimizer')!r}, not {type(opt).__name__}")
+    try:
+        if version == 1:
+            state = _from_version_1(opt, state)
+        return _load(opt, state, strict)
+    except (KeyError, TypeError, AttributeError) as err:
+        if isinstance(err, CheckpointMismatchError):
+            raise
+        raise CheckpointMismatchError(f"the checkpoint is malformed or incomplete: {type(err).__name__}: {err}") \
+            from None
+
+
+def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool) -> Dict[str, List[str]]:
+    writes: List[Callable[[], None]] = []
+    params = opt._registry.params
+    names = [_keys.encode(p.key, p.leaf_path) for p in params]
+    index = {name: i for i, name in enumerate(names)}
+
+    # -- groups
+    if state['format_version'] == 1:
+        legacy = state['legacy_groups']
+        decay = [g.weight_decay for g in opt._groups]
+        saved_decay = [g['weight_decay'] for g in legacy]
+        if saved_decay != decay:
+            _fail(f"checkpoint has {len(saved_decay)} parameter groups with weight decay {saved_decay}; "
+                  f"the optimizer has {len(decay)} with {decay}")
+        weight_decay = None
+    else:
+        saved_groups = state['param_groups']
+        if len(saved_groups) != opt.num_groups:
+            _fail(f"checkpoint has {len(saved_groups)} parameter groups, the optimizer has {opt.num_groups}")
+        for group, saved in zip(opt._groups, saved_groups):
+            if saved['optimizer'] != group.algorithm.__name__:
+                _fail(f"checkpoint group {group.index} runs {saved['optimizer']}, ours {group.algorithm.__name__}")
+            mine = {k: _plain(v) for k, v in group.settings.items()}
+            if saved['settings'] != mine:
+                diff = sorted(k for k in set(mine) | set(saved['settings'])
+                              if mine.get(k, None) != saved['settings'].get(k, None))
+                _fail(f"checkpoint group {group.index} ({group.name!r}) was trained with different "
+                      f"hyper-parameters: " + ', '.join(f"{k}: saved {saved['settings'].get(k)!r}, "
+                                                        f"now {mine.get(k)!r}" for k in diff))
+            if bool(saved['frozen']) != group.frozen:
+                _fail(f"checkpoint group {group.index} frozen={saved['frozen']}, ours frozen={group.frozen}")
+        weight_decay = np.asarray(state['weight_decay'])
+        if weight_decay.shape != (opt.num_groups,) or not np.all(np.isfinite(weight_decay)) \
+                or np.any(weight_decay < 0):
+            _fail(f"checkpoint weight_decay {weight_decay!r} must be {opt.num_groups} finite values >= 0")
+        for g, value in enumerate(weight_decay):
+            if value != 0.0 and not opt._wd_live[g] and opt._traced_by_caller:
+                _fail(f"checkpoint group {g} has weight decay {value} but the compiled step has none for it")
+
+    # -- parameters
+    saved_params = state['params']
+    missing = [n for n in names if n not in saved_params]
+    unexpected = [n for n in saved_params if n not in index]
+    shown = lambda items: [n.lstrip('\0') for n in items]
+    if strict and (missing or unexpected):
+        _fail(f"checkpoint parameters differ from the registered ones: missing {missing}, unexpected "
+              f"{shown(unexpected)} (load_state_dict(..., strict=False) restarts missing ones and ignores "
+              f"unexpected ones)")
+    for name in names:
+        if name not in saved_params:
+            continue
+        i = index[name]
+        current = _describe(params[i].handle.value, opt._membership[i])
+        saved = dict(saved_params[name])
+        if state['format_version'] == 1:
+            saved['group'] = saved.get('group')
+        if saved != current:
+            _fail(f"checkpoint parameter {name} is {saved}, the registered one is {current}")
+
+    # -- counters
+    step_count = _int(state['step_count'], 'step_count')
+    counters = opt._guards.counters()
+    saved_counters = state['counters']
+    if set(saved_counters) != set(counters):
+        _fail(f"checkpoint counters {sorted(saved_counters)} differ from {sorted(counters)} "
+              f"(skip_nonfinite / accumulate_steps settings differ)")
+    counter_values = {name: _int(saved_counters[name], name) for name in counters}
+    offsets = []
+    for i, name in enumerate(names):
+        if name in saved_params:
+            offset = _int(state['step_offsets'].get(name, 0), f'step_offsets[{name}]', 0, step_count)
+        else:
+            offset = step_count                 # restarts: counts its own steps from now
+        offsets.append(offset)
+
+    # -- buffers (per trainable parameter), fresh for parameters the checkpoint lacks
+    trainable = opt._trainable
+    current = opt._buffers_per_param()
+    fresh = opt._fresh_buffers()
+    restored: Dict[str, List[jax.Array]] = {}
+    for buffer, values in current.items():
+        saved_buffer = state['buffers'].get(buffer)
+        column = []
+        for j, i in enumerate(trainable):
+            if values[j] is None:
+                column.append(None)
+                continue
+            name = names[i]
+            if name not in saved_params:
+                column.append(fresh[buffer][j])
+                continue
+            if saved_buffer is None or name not in saved_buffer:
+                _fail(f"checkpoint has no buffer {buffer!r} for {name}")
+            column.append(_array(saved_buffer[name], f"buffer {buffer!r} for {name}", values[j]))
+        restored[buffer] = column
+    known = set(current)
+    for buffer, values in state['buffers'].items():
+        if buffer not in known and any(name in index for name in values):
+            _fail(f"checkpoint buffer {buffer!r} is not kept by this optimizer ({sorted(known)})")
+
+    # -- gradient accumulator
+    accumulator = opt._guards.accumulator
+    saved_accumulator = state.get('grad_accumulator')
+    if (saved_accumulator is None) != (accumulator is None):
+        _fail("the checkpoint and the optimizer disagree on gradient accumulation")
+    new_accumulator = None
+    if accumulator is not None:
+        new_accumulator = []
+        for j, i in enumerate(trainable):
+            now = accumulator.value[j]
+            name = names[i]
+            new_accumulator.append(_array(saved_accumulator[name], f'grad_accumulator for {name}', now)
+                                   if name in saved_params else jnp.zeros_like(now))
+
+    # -- learning rates and schedulers
+    lr_piece = state['learning_rates']
+    schedulers = opt._lr.schedulers()
+    saved_schedulers = lr_piece.get('schedulers', [])
+    if len(saved_schedulers) != len(schedulers):
+        _fail(f"the checkpoint has {len(saved_schedulers)} LRScheduler(s), the optimizer "
+              f"{len(schedulers)}")
+    scheduler_values = []
+    for scheduler, saved in zip(schedulers, saved_schedulers):
+        if saved['class'] != type(scheduler).__name__:
+            _fail(f"the checkpoint's scheduler is a {saved['class']}, the attached one a "
+                  f"{type(scheduler).__name__}")
+        try:
+            scheduler._check_state_dict(saved['state'])
+        except (TypeError, ValueError) as err:
+            _fail(f"the checkpoint's {saved['class']} state does not fit: {err}")
+        scheduler_values.append(saved['state'])
+    lr = lr_piece.get('lr')
+    lr_values = None
+    if lr is not None:
+        lr_values = np.asarray(lr, dtype=np.float64)
+        expected = tuple(opt._lr.state.value.shape)
+        if lr_values.shape != expected:
+            _fail(f"checkpoint lr has shape {lr_values.shape}, expected {expected}")
+        if not np.all(np.isfinite(lr_values)) or np.any(lr_values < 0):
+            _fail(f"checkpoint lr {lr_values.tolist()} must be finite and >= 0")
+    elif not schedulers:
+        _fail("the checkpoint has no learning rate")
+
+    # -- extra State of the algorithm
+    extra_states = opt._extra_states()
+    saved_extra = state.get('extra', {})
+    if set(saved_extra) != set(extra_states):
+        _fail(f"checkpoint extra state {sorted(saved_extra)} differs from {sorted(extra_states)}")
+    extra_values = {}
+    for name, target in extra_states.items():
+        leaves, treedef = jax.tree.flatten(target.value)
+        saved_leaves, saved_treedef = jax.tree.flatten(saved_extra[name])
+        if len(saved_leaves) != len(leaves):
+            _fail(f"checkpoint extra state {name!r} has {len(saved_leaves)} arrays, expected {len(leaves)}")
+        extra_values[name] = jax.tree.unflatten(treedef, [
+            _array(s, f"extra state {name!r}", now) for s, now in zip(saved_leaves, leaves)])
+
+    # Everything fits: write.
+    def write():
+        opt.step_count.value = jnp.asarray(step_count, jnp.int32)
+        for name, target in counters.items():
+            target.value = jnp.asarray(counter_values[name], jnp.int32)
+        if weight_decay is not None:
+            for g, value in enumerate(weight_decay):
+                if value != 0.0 and not opt._wd_live[g]:
+                    opt._wd_live[g] = True
+                    opt._compiled_step = None
+            opt._wd_state.value = jnp.asarray(weight_decay, opt._wd_state.value.dtype)
+        layout_changed = opt._set_step_offsets(offsets)
+        opt._write_buffers_per_param(restored)
+        if new_accumulator is not None:
+            accumulator.value = new_accumulator
+        for name, value in extra_values.items():
+            extra_states[name].value = value
+        for scheduler, saved in zip(schedulers, scheduler_values):
+            scheduler.load_state_dict(saved)
+        if lr_values is not None:
+            opt._lr.state.value = jnp.asarray(lr_values, opt._lr.state.value.dtype)
+        if layout_changed:
+            opt._compiled_step = None
+
+    if any(o != opt._step_offsets[i] for i, o in enumerate(offsets)) and opt._traced_by_caller:
+        if opt._layout_depends_on_offsets(offsets):
+            _fail("loading this checkpoint changes which parameters share a fused buffer (their step "
+                  "offsets differ), which the step compiled into your jit cannot follow; load it before "
+                  "the first traced update")
+    writes.append(write)
+    for do in writes:
+        do()
+    return {'missing': missing, 'unexpected': shown(unexpected)}

@@ -1,85 +1,128 @@
-"""Checking a gradient dict against the registered parameters.
+"""Checking gradients against the registered parameters, before anything is computed.
 
-:func:`check_gradients` runs in Python before anything is computed or
-written, so a bad ``update`` raises with parameters and optimizer state
-exactly as they were. Every error names the offending parameter path.
+:func:`split_gradients` maps what the user passed to ``update`` (keyed like
+``opt.param_states``) onto the registered arrays; :func:`check_gradients`
+checks each array's type, shape, dtype and unit. Both run in Python on
+metadata only, so a bad ``update`` raises with parameters and optimizer state
+exactly as they were. Every error names the parameter unambiguously.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, List, Optional, Sequence
+from typing import Any, Collection, List, Optional, Sequence
 
 import brainunit as u
 import jax
 import numpy as np
 
-from . import _units
-from ._registry import Key, path_str
+from . import _keys, _units
+from ._errors import GradientMismatchError
+from ._registry import Param, ParamRegistry
 
 
-class GradientMismatchError(ValueError):
-    """The gradients do not match the registered parameters (keys, shapes, dtypes or units)."""
+def _names(keys) -> str:
+    return ', '.join(_keys.describe(k) for k in keys)
 
 
-def _describe_keys(keys) -> str:
-    return ', '.join(repr(path_str(k)) for k in keys)
+def _looks_alike(a, b) -> bool:
+    norm = lambda k: tuple(str(p) for p in (k if isinstance(k, tuple) else (k,)))
+    return norm(a) == norm(b)
 
 
-def check_gradients(keys: Sequence[Key], params: Sequence[Any], grads: Any) -> List[Optional[u.Unit]]:
-    """Validate ``grads`` against the parameters; return each gradient's target unit.
+def split_gradients(registry: ParamRegistry, grads: Any, frozen: Collection[int] = ()) -> List[Optional[Any]]:
+    """One gradient per registered parameter (registry order); ``None`` for frozen ones.
 
-    ``params`` are the current parameter values (possibly Quantities) in the
-    order of ``keys``. The returned units are what :func:`gradient_mantissas`
-    converts each gradient to (see :func:`braintools_optim._units.gradient_unit`).
-    Only metadata is inspected: no array is computed.
+    ``grads`` is a mapping keyed exactly like ``opt.param_states`` (a
+    pytree-valued State takes a gradient of the same structure), or, when
+    the States were registered as a list, a list or tuple in that order.
+    Gradients of frozen parameters may be given or left out.
     """
+    states = registry.states()
+    if isinstance(grads, (list, tuple)) and list(states) == list(range(len(states))):
+        grads = dict(enumerate(grads))
     if not isinstance(grads, Mapping):
-        raise TypeError(f"update() takes a dict of parameter path -> gradient (keyed like "
-                        f"opt.param_states); got {type(grads).__name__}")
-    missing = [k for k in keys if k not in grads]
-    if missing or len(grads) != len(keys):
-        registered = set(keys)
-        extra = [k for k in grads if k not in registered]
+        raise TypeError(f"update() takes a dict of parameter key -> gradient, keyed like opt.param_states "
+                        f"({_names(list(states)[:3])}{', ...' if len(states) > 3 else ''}); "
+                        f"got {type(grads).__name__}")
+    frozen = set(frozen)
+    params = registry.params
+    needed = {}
+    for i, param in enumerate(params):
+        if i not in frozen:
+            needed.setdefault(param.key, []).append(i)
+    missing = [key for key in needed if key not in grads]
+    extra = [key for key in grads if key not in states]
+    if missing or extra:
         parts = []
         if missing:
-            parts.append(f"missing gradients for {_describe_keys(missing)}")
+            parts.append(f"missing gradients for {_names(missing)}")
         if extra:
-            parts.append(f"gradients for unregistered parameters {_describe_keys(extra)} "
-                         f"(register them, or leave them out of grads to keep them frozen)")
+            parts.append(f"gradients for unregistered parameters {_names(extra)} (register them, or leave "
+                         f"them out of grads to keep them frozen)")
+        hints = [f"{_keys.describe(e)} looks like {_keys.describe(m)}" for e in extra for m in missing
+                 if _looks_alike(e, m)]
+        if hints:
+            parts.append("keys must be exactly those of opt.param_states: " + '; '.join(hints))
         raise GradientMismatchError('; '.join(parts))
 
-    target_units = []
-    for key, param in zip(keys, params):
+    out: List[Optional[Any]] = [None] * len(params)
+    for key, indices in needed.items():
         grad = grads[key]
+        tree = registry.tree_of(key)
+        if tree is None:
+            out[indices[0]] = grad
+            continue
+        treedef, members = tree
+        leaves, grad_treedef = jax.tree.flatten(grad, is_leaf=_units.is_quantity)
+        if grad_treedef != treedef:
+            raise GradientMismatchError(f"gradient for {_keys.describe(key)} has structure {grad_treedef}, "
+                                        f"the parameter has {treedef}")
+        for i, leaf in zip(members, leaves):
+            if i not in frozen:
+                out[i] = leaf
+    return out
+
+
+def check_gradients(params: Sequence[Param], values: Sequence[Any], grads: Sequence[Any],
+                    indices: Sequence[int]) -> List[Optional[u.Unit]]:
+    """Validate the gradients of the parameters at ``indices``; return each one's target unit.
+
+    ``values`` are the current parameter values (possibly Quantities). The
+    returned units are what :func:`gradient_mantissas` converts each gradient
+    to (see :func:`braintools_optim._units.gradient_unit`). Metadata only.
+    """
+    target_units = []
+    for i in indices:
+        param, grad = values[i], grads[i]
         if type(grad) is not type(param) or not isinstance(grad, jax.Array):
-            target_units.append(_check_one(key, param, grad))       # units, numpy, wrong types
+            target_units.append(_check_one(params[i], param, grad))      # units, numpy, wrong types
         elif grad.shape != param.shape or grad.dtype != param.dtype:
-            _check_one(key, param, grad)                             # raises with the details
+            _check_one(params[i], param, grad)                            # raises with the details
         else:
-            target_units.append(None)                                # the common case: plain arrays
+            target_units.append(None)                                     # plain arrays that fit
     return target_units
 
 
-def _check_one(key: Key, param: Any, grad: Any) -> Optional[u.Unit]:
-    where = path_str(key)
+def _check_one(param: Param, value: Any, grad: Any) -> Optional[u.Unit]:
+    where = param.name
     if not isinstance(grad, (jax.Array, np.ndarray, u.Quantity)):
-        raise TypeError(f"gradient for {where!r} must be an array, got {type(grad).__name__}")
-    param_mantissa, param_unit = _units.split(param)
+        raise TypeError(f"gradient for {where} must be an array, got {type(grad).__name__}")
+    param_mantissa, param_unit = _units.split(value)
     grad_mantissa, grad_unit = _units.split(grad)
     if tuple(grad_mantissa.shape) != tuple(param_mantissa.shape):
-        raise GradientMismatchError(f"gradient for {where!r} has shape {tuple(grad_mantissa.shape)}, "
+        raise GradientMismatchError(f"gradient for {where} has shape {tuple(grad_mantissa.shape)}, "
                                     f"parameter has shape {tuple(param_mantissa.shape)}")
     if grad_mantissa.dtype != param_mantissa.dtype:
-        raise GradientMismatchError(f"gradient for {where!r} has dtype {grad_mantissa.dtype}, "
+        raise GradientMismatchError(f"gradient for {where} has dtype {grad_mantissa.dtype}, "
                                     f"parameter has dtype {param_mantissa.dtype}")
     try:
         return _units.gradient_unit(grad_unit, param_unit)
     except ValueError as err:
-        raise GradientMismatchError(f"unit mismatch for {where!r}: {err}") from None
+        raise GradientMismatchError(f"unit mismatch for {where}: {err}") from None
 
 
-def gradient_mantissas(keys: Sequence[Key], grads: Mapping, target_units: Sequence[Optional[u.Unit]]
+def gradient_mantissas(grads: Sequence[Any], indices: Sequence[int], target_units: Sequence[Optional[u.Unit]]
                        ) -> List[jax.Array]:
-    """Gradients in key order as plain arrays, each expressed in its target unit."""
-    return [_units.to_mantissa(grads[key], unit) for key, unit in zip(keys, target_units)]
+    """The gradients at ``indices`` as plain arrays, each expressed in its target unit."""
+    return [_units.to_mantissa(grads[i], unit) for i, unit in zip(indices, target_units)]

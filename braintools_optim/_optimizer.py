@@ -1,47 +1,57 @@
 """The stateful optimizer engine, written once for every algorithm.
 
-An :class:`Optimizer` owns
+An :class:`Optimizer` is a few owned parts around pure update rules:
 
-* a registry of the model's ``ParamState``s it trains (:mod:`._registry`);
-* one :class:`OptimizerState` per buffer of its update rule (``Adam.exp_avg``,
-  ``Adam.exp_avg_sq``, ...), each holding a list of arrays laid out by
-  :mod:`._layout` (one flat array per bucket of small parameters for
-  element-wise rules, one array per parameter otherwise), plus the
-  ``step_count`` and, for a float learning rate, ``lr``;
-* the pipeline around the pure rule (:mod:`.gradient_processing`): rescale,
-  clip by value, clip by global norm, coupled or decoupled weight decay,
-  parameter clipping; units are stripped before and restored after
-  (:mod:`._units`).
+* the parameter registry (:mod:`._registry`): which arrays are trained, by key;
+* the parameter groups (:mod:`._groups`): which algorithm and settings each
+  array gets (selectors, per-group hyper-parameters, multipliers, freezing);
+* buffer storage (:mod:`._storage`, :mod:`._layout`): each group's moments,
+  flat buckets for element-wise rules;
+* the learning-rate sources (:mod:`._lr`) and the weight decay, held in State;
+* the step guards (:mod:`._guards`): accumulation and non-finite skipping;
+* checkpointing (:mod:`._checkpointing`), which asks each part for its piece.
 
-``update(grads)`` checks the gradients before anything is computed (so an
-error leaves everything as it was), then computes every new value, then
-writes. Called inside ``brainstate.transform.jit``/``for_loop`` it is traced
-into the caller's program; called eagerly it runs a compiled step cached on
-the optimizer (traced once per gradient structure).
+``update(grads)`` is the one entry point: it maps and checks the gradients
+before anything is computed (so an error leaves everything as it was), then
+runs :meth:`Optimizer._step`, which computes every new value and writes them
+all at the end. Inside ``brainstate.transform.jit``/``for_loop`` the step is
+traced into the caller's program; eagerly it runs a compiled step cached on
+the optimizer (:mod:`._eager`).
+
+An algorithm is a subclass that declares its hyper-parameters once
+(:mod:`._hyper`) and builds its rule from one group's values
+(``build_rule``); see ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import brainstate
 import jax
 import jax.numpy as jnp
 
 from . import _checks as checks
+from . import _checkpointing
+from . import _groups
+from . import _keys
 from . import _units
 from . import gradient_processing as gp
-from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout, placement
-from ._checkpointing import CheckpointMixin
+from . import select as selectors
 from ._eager import EagerStep
-from ._gradients import check_gradients, gradient_mantissas
-from ._registry import ParamRegistry
+from ._errors import GroupSelectionError
+from ._gradients import check_gradients, gradient_mantissas, split_gradients
+from ._guards import StepGuards
+from ._hyper import Hyper, Settings, check_values, resolve_aliases
+from ._lr import LearningRates, cycles_momentum, is_scheduler
+from ._registry import ParamDict, ParamRegistry
+from ._storage import GroupStorage, OptimizerState, initial_buffers, make_layout
 from .rules._base import UpdateRule
-from .schedulers._base import LRScheduler, check_learning_rate, float_dtype
 
 #: where weight decay acts: ``'coupled'`` (L2 added to the gradient before the rule),
 #: ``'decoupled'`` (``theta(1 - lr wd)`` after the rule) or ``'in_rule'`` (the rule applies the
-#: group's decay itself, e.g. inside a trust ratio; the class builds per-group rules).
+#: group's decay itself, e.g. inside a trust ratio).
 WEIGHT_DECAY_MODES = ('coupled', 'decoupled', 'in_rule')
 
 #: how decoupled weight decay is scaled: ``'lr'`` — ``theta * (1 - lr_t * wd)`` (torch AdamW,
@@ -49,397 +59,689 @@ WEIGHT_DECAY_MODES = ('coupled', 'decoupled', 'in_rule')
 #: multiplier only (Loshchilov & Hutter, Algorithm 2).
 DECOUPLED_DECAY_SCALES = ('lr', 'schedule')
 
+#: the engine's own options (optimizer-wide) and their defaults
+ENGINE_OPTIONS: Dict[str, Any] = dict(
+    grad_clip_norm=None, grad_clip_value=None, param_clip_value=None, rescale_grad=1.0,
+    skip_nonfinite=False, max_consecutive_skips=None, accumulate_steps=1, accumulate_mean=True,
+    schedule_per_update=False, decoupled_decay_scale=None, fused=None, param_groups=None,
+    weight_decay_mask=None, unmatched='default',
+)
 
-class OptimizerState(brainstate.LongTermState):
-    """A State owned by an optimizer (moments, step counter, learning rate)."""
-
-
-class fixed:
-    """A hyper-parameter fixed at construction (it is compiled into the update step).
-
-    Reading it returns the value given to the constructor; assigning raises, so
-    a change can never be silently ignored by an already-compiled step.
-    """
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, obj, objtype=None):
-        if obj is None:
-            return self
-        return obj._hyper[self.name]
-
-    def __set__(self, obj, value):
-        raise AttributeError(
-            f"{type(obj).__name__}.{self.name} is fixed at construction: it is compiled into the "
-            f"update step. Build a new optimizer to change it (the learning rate is the exception: "
-            f"assign opt.lr, which lives in State, or attach an LRScheduler).")
-
-
-def _as_list_nonempty(param_states) -> bool:
-    if isinstance(param_states, brainstate.State):
-        return True
-    return bool(len(param_states)) if hasattr(param_states, '__len__') else True
-
-
-def _can_step_without_metric(scheduler) -> bool:
-    return not getattr(scheduler, 'needs_metric', False)
-
-
-def _scheduler_states(scheduler) -> List[brainstate.State]:
-    """Every State a scheduler (and, for composites, its children) owns."""
-    found: List[brainstate.State] = []
-    pending = [scheduler]
-    while pending:
-        current = pending.pop()
-        states = current._states().values() if hasattr(current, '_states') else [current.last_epoch]
-        found.extend(state for state in states if all(state is not seen for seen in found))
-        pending.extend(getattr(current, 'schedulers', []))
-    return found
-
-
-def cycles_momentum(lr) -> bool:
-    """Whether ``lr`` is a scheduler that drives the momentum / beta1 (``cycle_momentum=True``)."""
-    return bool(getattr(lr, 'cycle_momentum', False))
+INT32_MAX = 2 ** 31 - 1
 
 
 def _contains_tracer(tree) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
-class Optimizer(CheckpointMixin, brainstate.graph.Node):
-    """Base class of every optimizer: registration, validation, States, lr, clipping, decay.
+class _HyperAttribute:
+    """``opt.<name>``: the optimizer's own value of a declared hyper-parameter; assignment is refused."""
 
-    Subclasses only choose a pure :class:`~braintools_optim.rules.UpdateRule`
-    and whether their weight decay is ``'coupled'`` (L2 added to the gradient)
-    or ``'decoupled'`` (``theta -= lr * weight_decay * theta``, AdamW-style).
+    def __init__(self, name: str, alias: Optional[Tuple[str, int]] = None):
+        self.name, self.alias = name, alias
+
+    def __get__(self, obj, objtype=None):
+        if obj is None:
+            return self
+        if self.alias is not None:
+            target, index = self.alias
+            return obj._default_group.settings[target][index]
+        return obj._default_group.settings[self.name]
+
+    def __set__(self, obj, value):
+        raise AttributeError(
+            f"{type(obj).__name__}.{self.name} is fixed at construction: it is compiled into the update "
+            f"step. Build a new optimizer (or a parameter group with its own {self.name}) to change it; "
+            f"the learning rate and weight decay are the exceptions: they live in State "
+            f"(opt.lr = ..., opt.set_weight_decay(...)).")
+
+
+class Optimizer(brainstate.graph.Node):
+    """Base class of every optimizer: registration, groups, validation, States, lr, clipping, decay.
+
+    A subclass is an algorithm: it declares ``hyperparameters`` (see
+    :mod:`braintools_optim._hyper`), optional ``aliases``, its
+    ``weight_decay_mode`` (``'coupled'``, ``'decoupled'`` or ``'in_rule'``) and
+    ``build_rule(h)``, which returns the pure :class:`~braintools_optim.rules.UpdateRule`
+    for one parameter group's settings ``h``.
+
+    Options every optimizer takes (keyword-only unless the class lists them):
 
     Args:
-        rule: the pure update rule.
         lr: a float >= 0 or an :class:`~braintools_optim.schedulers.LRScheduler`.
-        weight_decay: decay coefficient (coupled or decoupled per subclass).
-        grad_clip_norm: clip the global L2 norm of all gradients to this value.
+        weight_decay: decay coefficient (coupled, decoupled or in-rule per algorithm).
+        grad_clip_norm: clip the global L2 norm of all gradients (every
+            trainable parameter of every group together) to this value.
         grad_clip_value: clip every gradient element to ``[-v, v]``.
         param_clip_value: clip every new parameter element to ``[-v, v]`` (neon).
         rescale_grad: multiply gradients by this first (MXNet; e.g. ``1/batch_size``).
-        skip_nonfinite: when any gradient element is NaN or Inf, leave parameters,
-            buffers, the step counter and the schedule untouched and count the step
-            in ``opt.nonfinite_skips`` instead (no host round-trip).
-        max_consecutive_skips: with ``skip_nonfinite``, raise an error (under jit
-            too) when this many consecutive steps were skipped; ``None``: never.
+        skip_nonfinite: when any gradient element (of any group) is NaN or Inf,
+            leave parameters, buffers, the step counter and the schedule untouched
+            and count the step in ``opt.nonfinite_skips`` instead.
+        max_consecutive_skips: with ``skip_nonfinite``, raise an error when this
+            many consecutive steps were skipped; ``None``: never.
         accumulate_steps: sum gradients over this many ``update`` calls and take
-            the real step on the last of them (``1``: every call is a step).
-            Step counter and schedule count real steps only.
-        accumulate_mean: divide the accumulated gradient by ``accumulate_steps``
-            (the mean over micro-batches; ``False`` keeps the sum).
-        schedule_per_update: advance the attached LRScheduler after every real
-            step (for per-step schedules such as OneCycleLR), so it cannot be forgotten.
+            the real step on the last of them. Step counter and schedule count
+            real steps only.
+        accumulate_mean: divide the accumulated gradient by ``accumulate_steps``.
+        schedule_per_update: advance the attached LRScheduler(s) after every real step.
         decoupled_decay_scale: for decoupled weight decay, ``'lr'`` (torch:
             ``theta(1 - lr_t wd)``) or ``'schedule'`` (the paper: ``theta(1 - (lr_t/base_lr) wd)``).
-        fused: how buffers are stored and the rule is run (results agree within
-            one ulp either way; see ``docs/performance.md``). ``None`` (default):
-            for element-wise rules, parameters of at most 16,384 elements share
-            one flat buffer per group, dtype and device and the rule runs once
-            on it, larger (or partitioned) ones keep their own; ``True``: every parameter in the flat
-            buffers; ``False``: one buffer and one rule call per parameter.
-            Per-tensor rules (Lamb, Adafactor, ...) always run per parameter and
-            refuse ``fused=True``.
-        hyperparameters: the subclass's own settings, exposed read-only.
+        fused: how buffers of element-wise rules are stored (results agree within
+            one ulp either way; ``docs/performance.md``): ``None`` flat buffers for
+            parameters of at most 16,384 elements, ``True`` for all, ``False`` none.
+        param_groups: a list of parameter-group declarations (dicts with
+            ``'params'`` and settings; see :meth:`add_param_group` and ``docs/groups.md``).
+        weight_decay_mask: which parameters decay: ``True`` for the default
+            (:func:`braintools_optim.select.decayable`: at least 2-D and not a
+            bias), or any selector; the others get no decay.
+        unmatched: what happens to a parameter no declared group selects:
+            ``'default'`` (the optimizer's own settings), ``'freeze'`` or ``'error'``.
     """
 
-    graph_invisible_attrs = ('_registry',)
+    #: the algorithm's hyper-parameters (name -> :class:`Hyper`); subclasses declare theirs
+    hyperparameters: Dict[str, Hyper] = {}
+    #: other spellings of one element of a tuple hyper-parameter (``beta1`` -> ``betas[0]``)
+    aliases: Dict[str, Tuple[str, int]] = {}
     weight_decay_mode = 'coupled'
+    #: whether this algorithm may run a parameter group inside another optimizer
+    groupable = True
 
-    weight_decay = fixed()
-    grad_clip_norm = fixed()
-    grad_clip_value = fixed()
-    param_clip_value = fixed()
-    rescale_grad = fixed()
-    skip_nonfinite = fixed()
-    schedule_per_update = fixed()
-    decoupled_decay_scale = fixed()
-    max_consecutive_skips = fixed()
-    accumulate_steps = fixed()
-    accumulate_mean = fixed()
-    fused = fixed()
+    graph_invisible_attrs = ('_registry', '_groups', '_compiled_step', '_options', '_mults', '_membership',
+                             '_step_offsets', '_grad_units', '_param_lr_mult', '_param_wd_mult',
+                             '_decay_mask', '_wd_live', '_traced_by_caller', '_num_traces')
 
-    def __init__(self, rule: UpdateRule, lr: Any, *, weight_decay: float = 0.0,
-                 grad_clip_norm: Optional[float] = None, grad_clip_value: Optional[float] = None,
-                 param_clip_value: Optional[float] = None, rescale_grad: float = 1.0,
-                 skip_nonfinite: bool = False, max_consecutive_skips: Optional[int] = None,
-                 accumulate_steps: int = 1, accumulate_mean: bool = True,
-                 schedule_per_update: bool = False, decoupled_decay_scale: Optional[str] = None,
-                 fused: Optional[bool] = None, hyperparameters: Optional[Dict[str, Any]] = None):
-        if max_consecutive_skips is not None:
-            if not skip_nonfinite:
-                raise ValueError("max_consecutive_skips needs skip_nonfinite=True")
-            max_consecutive_skips = checks.positive_int('max_consecutive_skips', max_consecutive_skips)
-        accumulate_steps = checks.positive_int('accumulate_steps', accumulate_steps)
-        if self.weight_decay_mode not in WEIGHT_DECAY_MODES:
-            raise TypeError(f"{type(self).__name__}.weight_decay_mode must be one of {WEIGHT_DECAY_MODES}")
-        if decoupled_decay_scale is not None and self.weight_decay_mode != 'decoupled':
-            raise ValueError(f"decoupled_decay_scale only applies to decoupled weight decay; "
-                             f"{type(self).__name__}'s weight decay is {self.weight_decay_mode!r}")
-        if self.weight_decay_mode == 'decoupled':
-            decoupled_decay_scale = decoupled_decay_scale or 'lr'
-            if decoupled_decay_scale not in DECOUPLED_DECAY_SCALES:
-                raise ValueError(f"decoupled_decay_scale must be one of {DECOUPLED_DECAY_SCALES}, "
-                                 f"got {decoupled_decay_scale!r}")
-        if fused not in (None, True, False):
-            raise TypeError(f"fused must be None, True or False, got {fused!r}")
-        if fused and not self._can_fuse(rule):
-            raise ValueError(f"{type(self).__name__} is not element-wise (it needs each parameter whole), "
-                             f"so it cannot run on fused flat buffers; leave fused=None or False")
-        self._hyper = dict(hyperparameters or {})
-        self._hyper.update(
-            weight_decay=checks.non_negative('weight_decay', weight_decay),
-            grad_clip_norm=checks.positive('grad_clip_norm', grad_clip_norm, allow_none=True),
-            grad_clip_value=checks.positive('grad_clip_value', grad_clip_value, allow_none=True),
-            param_clip_value=checks.positive('param_clip_value', param_clip_value, allow_none=True),
-            rescale_grad=checks.nonzero('rescale_grad', rescale_grad),
-            skip_nonfinite=bool(skip_nonfinite),
-            schedule_per_update=bool(schedule_per_update),
-            decoupled_decay_scale=decoupled_decay_scale,
-            max_consecutive_skips=max_consecutive_skips,
-            accumulate_steps=accumulate_steps,
-            accumulate_mean=bool(accumulate_mean),
-            fused=fused,
-        )
-        self._rule = rule
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for name in cls.hyperparameters:
+            if name not in ENGINE_OPTIONS and name not in ('lr', 'weight_decay'):
+                setattr(cls, name, _HyperAttribute(name))
+        for name, target in cls.aliases.items():
+            setattr(cls, name, _HyperAttribute(name, target))
+        cls._settings_cache = None
+
+    # ------------------------------------------------------------------ construction
+    def __init__(self, lr: Any = 1e-3, weight_decay: float = 0.0, **arguments):
+        cls = type(self)
+        if cls.weight_decay_mode not in WEIGHT_DECAY_MODES:
+            raise TypeError(f"{cls.__name__}.weight_decay_mode must be one of {WEIGHT_DECAY_MODES}")
+        options = {name: arguments.pop(name, default) for name, default in ENGINE_OPTIONS.items()}
+        settings = self._checked_settings(arguments)
+        self._options = self._checked_options(options)
+        scale = self._options['decoupled_decay_scale']
+        if scale is not None and cls.weight_decay_mode != 'decoupled':
+            raise ValueError(f"decoupled_decay_scale only applies to decoupled weight decay; {cls.__name__}'s "
+                             f"weight decay is {cls.weight_decay_mode!r}")
+        if scale is not None and scale not in DECOUPLED_DECAY_SCALES:
+            raise ValueError(f"decoupled_decay_scale must be one of {DECOUPLED_DECAY_SCALES}, got {scale!r}")
+        name = cls.__name__
         self._registry = ParamRegistry()
-        name = type(self).__name__
+        self._lr = LearningRates(name, self._check_lr_source(lr, 'lr'))
+        self._groups: List[_groups.Group] = []
+        self._groups.append(_groups.Group(0, 'default', None, cls, settings, None,
+                                          checks.non_negative('weight_decay', weight_decay)))
+        self._check_cycling(self._groups[0])
         self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
-        self._buffers = {buffer: OptimizerState([], name=f'{name}.{buffer}') for buffer in rule.buffer_names}
-        self._layout = PerParamLayout()
-        counter = lambda what: OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.{what}')
-        self.nonfinite_skips = counter('nonfinite_skips') if skip_nonfinite else None
-        self.consecutive_skips = counter('consecutive_skips') if skip_nonfinite else None
-        self.micro_step = counter('micro_step') if accumulate_steps > 1 else None
-        self._grad_accumulator = (OptimizerState([], name=f'{name}.grad_accumulator')
-                                  if accumulate_steps > 1 else None)
-        self._groups: List[Dict[str, Any]] = [{'lr': None, 'weight_decay': self._hyper['weight_decay']}]
-        self._scheduler: Optional[LRScheduler] = None
-        self._lr_state: Optional[OptimizerState] = None
-        self._set_lr_source(lr)
-        self._grad_units: Dict[Any, Any] = {}
-        self._step_offsets: Dict[int, int] = {}      # id(ParamState) -> step_count at registration
+        self._wd_live: List[bool] = [self._groups[0].weight_decay != 0.0]
+        self._wd_state = OptimizerState(jnp.asarray([self._groups[0].weight_decay], checks.float_dtype()),
+                                        name=f'{name}.weight_decay')
+        self._guards = StepGuards(name, skip_nonfinite=self._options['skip_nonfinite'],
+                                  max_consecutive_skips=self._options['max_consecutive_skips'],
+                                  accumulate_steps=self._options['accumulate_steps'],
+                                  accumulate_mean=self._options['accumulate_mean'], state_type=OptimizerState)
+        self.nonfinite_skips = self._guards.nonfinite_skips
+        self.consecutive_skips = self._guards.consecutive_skips
+        self.micro_step = self._guards.micro_step
+        self._storage: Dict[int, GroupStorage] = {}
+        self._membership: List[Optional[int]] = []        # group of each parameter (None: frozen)
+        self._step_offsets: List[int] = []                # step count at each parameter's registration
+        self._mults: List[Tuple[float, float]] = []       # (lr_mult, wd_mult) of each parameter
+        self._param_lr_mult: List[Tuple[selectors.Selector, float]] = []
+        self._param_wd_mult: List[Tuple[selectors.Selector, float]] = []
+        mask = self._options['weight_decay_mask']
+        self._decay_mask = None if mask is None or mask is False else (
+            selectors.decayable() if mask is True else selectors.as_selector(mask))
+        self._grad_units: Dict[int, Any] = {}
         self._compiled_step = None
         self._traced_by_caller = False
         self._num_traces = 0
+        for spec in self._options['param_groups'] or ():
+            if not isinstance(spec, dict):
+                raise TypeError(f"param_groups must be a list of dicts, got an item of type {type(spec).__name__}")
+            self.add_param_group(**spec)
 
-    # ------------------------------------------------------------------ registration
-    def register_trainable_weights(self, param_states: Any, prefix: Optional[str] = None) -> 'Optimizer':
-        """Register the ``ParamState``s to train; returns the optimizer.
+    @classmethod
+    def _checked_settings(cls, arguments: Dict[str, Any]) -> Settings:
+        """The algorithm's hyper-parameters from constructor arguments (aliases folded in, checked)."""
+        values = resolve_aliases(arguments, cls.aliases, arguments)
+        values = check_values(cls.__name__, cls.hyperparameters, values)
+        missing = [name for name in cls.hyperparameters if name not in values]
+        if missing:
+            raise TypeError(f"{cls.__name__} did not receive {', '.join(missing)} (a subclass constructor "
+                            f"must pass every declared hyper-parameter on)")
+        settings = Settings(values)
+        cls.validate(settings)
+        return settings
 
-        Accepts what ``module.states(brainstate.ParamState)`` returns, a plain
-        dict of ParamStates, a list of them or one. May be called once per
-        module; a State registered twice is trained once; a key already taken
-        by another State (two modules both have ``('weight',)``) is kept under
-        ``('registration<n>',) + key`` or ``(prefix,) + key``. Non-``ParamState``
-        values raise ``TypeError`` and nothing is registered.
+    @staticmethod
+    def _checked_options(options: Dict[str, Any]) -> Dict[str, Any]:
+        out = dict(options)
+        out['grad_clip_norm'] = checks.positive('grad_clip_norm', options['grad_clip_norm'], allow_none=True)
+        out['grad_clip_value'] = checks.positive('grad_clip_value', options['grad_clip_value'], allow_none=True)
+        out['param_clip_value'] = checks.positive('param_clip_value', options['param_clip_value'], allow_none=True)
+        out['rescale_grad'] = checks.nonzero('rescale_grad', options['rescale_grad'])
+        out['skip_nonfinite'] = checks.boolean('skip_nonfinite', options['skip_nonfinite'])
+        out['accumulate_mean'] = checks.boolean('accumulate_mean', options['accumulate_mean'])
+        out['schedule_per_update'] = checks.boolean('schedule_per_update', options['schedule_per_update'])
+        out['accumulate_steps'] = checks.positive_int('accumulate_steps', options['accumulate_steps'])
+        if options['max_consecutive_skips'] is not None:
+            if not out['skip_nonfinite']:
+                raise ValueError("max_consecutive_skips needs skip_nonfinite=True")
+            out['max_consecutive_skips'] = checks.positive_int('max_consecutive_skips',
+                                                               options['max_consecutive_skips'])
+        if options['fused'] not in (None, True, False) or type(options['fused']) not in (type(None), bool):
+            raise TypeError(f"fused must be None, True or False, got {options['fused']!r}")
+        if options['unmatched'] not in _groups.UNMATCHED:
+            raise ValueError(f"unmatched must be one of {_groups.UNMATCHED}, got {options['unmatched']!r}")
+        if options['param_groups'] is not None and not isinstance(options['param_groups'], (list, tuple)):
+            raise TypeError("param_groups must be a list of dicts")
+        return out
 
-        A ParamState may hold one array (or Quantity) or a pytree of them, as
-        ``brainstate.nn.Linear`` does (``{'weight': W, 'bias': b}``): each leaf is
-        trained as its own parameter, listed by ``buffers()`` and checkpoints
-        under the State's key plus the leaf path (``('l1', 'weight', 'bias')``).
-        """
-        return self._register(param_states, prefix, group=0)
+    @classmethod
+    def default_settings(cls) -> Settings:
+        """The algorithm's hyper-parameters at the constructor's defaults."""
+        if cls.__dict__.get('_settings_cache') is None:
+            cls._settings_cache = cls()._default_group.settings
+        return cls._settings_cache
 
-    def add_param_group(self, param_states: Any, *, lr: Optional[float] = None,
-                        weight_decay: Optional[float] = None, prefix: Optional[str] = None) -> 'Optimizer':
-        """Register ``param_states`` as a new parameter group with its own ``lr`` / ``weight_decay``.
+    @classmethod
+    def default_weight_decay(cls) -> float:
+        return cls()._default_group.weight_decay
 
-        Settings left out are inherited from the optimizer. A float learning rate
-        keeps one lr per group (``opt.current_lr`` becomes an array); with an
-        :class:`LRScheduler`, give the scheduler a list of base learning rates,
-        one per group (a group ``lr`` here would be ignored, so it is refused).
-        Returns the optimizer.
-        """
-        self._check_not_traced()
-        if lr is not None and self._scheduler is not None:
-            raise ValueError("the learning rate comes from the attached LRScheduler; give it a list of "
-                             "base_lr values, one per parameter group, instead of add_param_group(lr=...)")
-        group = {'lr': None if lr is None else check_learning_rate(lr),
-                 'weight_decay': (self._hyper['weight_decay'] if weight_decay is None
-                                  else checks.non_negative('weight_decay', weight_decay))}
-        if not _as_list_nonempty(param_states):
-            raise ValueError("add_param_group needs at least one ParamState")
-        self._groups.append(group)
-        try:
-            self._register(param_states, prefix, group=len(self._groups) - 1)
-        except Exception:
-            self._groups.pop()
-            raise
-        if self._scheduler is None:
-            self._reset_lr_state(self._lr_values())
-        return self
+    @classmethod
+    def is_elementwise(cls) -> bool:
+        """Whether the algorithm updates each element on its own (it may then run on fused flat buffers)."""
+        return (cls._compute_updates is Optimizer._compute_updates
+                and cls.build_rule(cls.default_settings()).elementwise)
+
+    @classmethod
+    def validate(cls, h: Settings) -> None:
+        """Checks that involve several hyper-parameters (subclasses override); raise ``ValueError``."""
+
+    @classmethod
+    def cycle_error(cls, h: Settings) -> Optional[str]:
+        """Why a scheduler cannot cycle this algorithm's momentum (``None``: it can)."""
+        if not any(hyper.cycled is not None for hyper in cls.hyperparameters.values()):
+            return (f"{cls.__name__} has no momentum to cycle; build the scheduler with "
+                    f"cycle_momentum=False")
+        return None
+
+    @staticmethod
+    def build_rule(h: Settings) -> UpdateRule:
+        """The pure update rule for one group's settings ``h`` (subclasses implement this)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ decoupled-decay option
+    def __getattr__(self, name):
+        # engine options read like attributes (opt.grad_clip_norm, opt.fused, ...)
+        options = self.__dict__.get('_options')
+        if options is not None and name in options:
+            return options[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __setattr__(self, name, value):
+        options = self.__dict__.get('_options')
+        if options is not None and name in options:
+            raise AttributeError(f"{type(self).__name__}.{name} is fixed at construction: it is compiled "
+                                 f"into the update step; build a new optimizer to change it.")
+        if name == 'weight_decay' and '_groups' in self.__dict__:
+            self.set_weight_decay(value)
+            return
+        super().__setattr__(name, value)
+
+    @property
+    def weight_decay(self) -> float:
+        """The optimizer's own (group 0) weight decay; assign it or use :meth:`set_weight_decay`."""
+        return float(self._wd_state.value[0])
+
+    # ------------------------------------------------------------------ checks used by groups
+    def _check_lr_source(self, value, what: str):
+        if is_scheduler(value):
+            return value
+        return checks.learning_rate(what, value)
+
+    def _check_group_algorithm(self, algorithm, template) -> None:
+        if not (isinstance(algorithm, type) and issubclass(algorithm, Optimizer)):
+            raise TypeError(f"a group's optimizer must be an optimizer class or instance of braintools_optim, "
+                            f"got {algorithm!r}")
+        own_step = type(self)._compute_updates is not Optimizer._compute_updates
+        if algorithm is not type(self):
+            if own_step:
+                raise ValueError(f"{type(self).__name__} couples all its parameters in one step; its groups "
+                                 f"cannot run another algorithm ({algorithm.__name__})")
+            if not algorithm.groupable or algorithm._compute_updates is not Optimizer._compute_updates:
+                raise ValueError(f"{algorithm.__name__} cannot run a parameter group inside another optimizer "
+                                 f"(it needs a step of its own); use it as the optimizer itself")
+        if template is not None and not isinstance(template, type):
+            if len(template._registry):
+                raise ValueError("a group's optimizer template must have no registered parameters")
+            changed = [name for name, default in ENGINE_OPTIONS.items()
+                       if name not in ('decoupled_decay_scale', 'fused') and template._options[name] != default]
+            if changed:
+                raise ValueError(f"{', '.join(changed)} apply to the whole optimizer (every group together); "
+                                 f"set them on the outer optimizer, not on a group's template")
+
+    def _check_cycling(self, group) -> None:
+        if cycles_momentum(self._lr.source(group.index) if group.index < len(self._lr.own) else group.lr):
+            message = group.algorithm.cycle_error(group.settings)
+            if message:
+                raise ValueError(message)
+
+    # ------------------------------------------------------------------ groups
+    @property
+    def _default_group(self) -> _groups.Group:
+        return self._groups[0]
 
     @property
     def num_groups(self) -> int:
-        """The number of parameter groups (1 unless :meth:`add_param_group` was used)."""
+        """The number of parameter groups (the optimizer's own, group 0, included)."""
         return len(self._groups)
+
+    def add_param_group(self, params: Any = None, **settings) -> 'Optimizer':
+        """Declare a parameter group; returns the optimizer.
+
+        ``params`` selects the group's parameters: ParamStates (a dict, as
+        ``module.states()`` returns, a list, or one State: they are registered
+        now, braintools-style), a glob on the dotted path (``'*.tau_*'``), a
+        compiled regular expression, a State type, a unit (``u.ms``: every
+        parameter measured in time), a predicate on
+        :class:`~braintools_optim.select.ParamInfo`, or any
+        :mod:`~braintools_optim.select` selector. Selectors apply to parameters
+        registered now and later; the first group that selects a parameter wins.
+
+        ``settings``: ``lr`` (float or its own LRScheduler), ``weight_decay``,
+        any hyper-parameter of the group's algorithm (``betas``, ``eps``,
+        ``momentum``, ...), ``optimizer`` (another algorithm: a class, or an
+        unregistered instance whose settings are the starting point),
+        ``lr_mult``/``wd_mult`` (MXNet multipliers), ``frozen=True`` (never
+        updated, no buffers), ``name``, ``allow_empty``. Left-out settings are
+        the optimizer's own (or the template's).
+        """
+        self._check_not_traced()
+        spec = dict(settings)
+        if params is None:
+            raise TypeError("add_param_group needs params: ParamStates or a selector")
+        if isinstance(params, dict) and not params:
+            raise ValueError("add_param_group needs at least one ParamState")
+        if isinstance(params, (list, tuple)) and not params:
+            raise ValueError("add_param_group needs at least one ParamState")
+        spec['params'] = params
+        unknown = [key for key in spec if key not in _groups.GROUP_OPTIONS]
+        index = len(self._groups)
+        group = _groups.resolve(index, spec, self)
+        if group.lr is not None and self._lr.scheduler is not None and self._lr.scheduler.per_group:
+            raise ValueError("the optimizer's LRScheduler gives one lr per group (a list base_lr); "
+                             "give it one more entry instead of a group lr")
+        del unknown
+        self._groups.append(group)
+        try:
+            self._lr.add_group(group.lr)
+            self._check_cycling(group)
+            self._wd_live.append(group.weight_decay != 0.0)
+            self._reassign(new_states=group.selector.states)
+        except Exception:
+            self._groups.pop()
+            self._wd_live.pop()
+            if len(self._lr.own) > len(self._groups):
+                self._lr.pop_group()
+            self._reassign()
+            raise
+        return self
+
+    def set_lr_mult(self, multipliers: Dict[Any, float]) -> None:
+        """MXNet's ``set_lr_mult``: ``{selector: multiplier}`` (glob, State, ...); later entries win."""
+        self._set_mults(self._param_lr_mult, multipliers, 'lr_mult')
+
+    def set_wd_mult(self, multipliers: Dict[Any, float]) -> None:
+        """MXNet's ``set_wd_mult``: ``{selector: multiplier}``; ``0`` switches decay off for those."""
+        self._set_mults(self._param_wd_mult, multipliers, 'wd_mult')
+
+    def _set_mults(self, target, multipliers, what) -> None:
+        self._check_not_traced()
+        if not isinstance(multipliers, dict):
+            raise TypeError(f"set_{what} takes a dict of selector -> multiplier")
+        entries = [(selectors.as_selector(key), checks.non_negative(what, value))
+                   for key, value in multipliers.items()]
+        saved = list(target)
+        target.extend(entries)
+        try:
+            self._reassign()
+        except Exception:
+            target[:] = saved
+            self._reassign()
+            raise
+
+    @property
+    def param_groups(self) -> List[Dict[str, Any]]:
+        """One dict per group: ``params`` (key -> State), ``lr``, ``weight_decay``, its hyper-parameters.
+
+        A read-only report (torch's and braintools' layout); change learning
+        rates with :meth:`set_lr` and decay with :meth:`set_weight_decay`.
+        """
+        out = []
+        lrs = self._group_lr_values()
+        for group in self._groups:
+            members = [i for i, g in enumerate(self._membership) if g == group.index]
+            states = {}
+            for i in members:
+                param = self._registry.params[i]
+                states[param.key] = param.state
+            entry = {'name': group.name, 'params': states, 'optimizer': group.algorithm.__name__,
+                     'lr': float(lrs[group.index]), 'weight_decay': float(self._wd_state.value[group.index]),
+                     'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen}
+            entry.update(group.settings)
+            out.append(entry)
+        return out
+
+    def describe_groups(self) -> str:
+        """A table of every parameter: its group, algorithm, lr and decay; also printed by ``print(opt)``.
+
+        Returns the text (print it). Parameters left frozen by ``unmatched='freeze'``
+        are listed under ``(frozen)``.
+        """
+        lrs = self._group_lr_values()
+        lines = []
+        for group in self._groups:
+            source = self._lr.source(group.index)
+            lr = (f"{type(source).__name__}(now {float(lrs[group.index]):.4g})" if is_scheduler(source)
+                  else f"{float(lrs[group.index]):.4g}")
+            own = {k: v for k, v in group.settings.items()
+                   if group.index == 0 or group.algorithm is not type(self)
+                   or v != self._default_group.settings.get(k)}
+            extra = ', '.join(f'{k}={v!r}' for k, v in own.items())
+            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={float(self._wd_state.value[group.index]):.4g}"
+            selector = 'unselected' if group.selector is None else group.selector.description
+            lines.append(f"group {group.index} {group.name!r} [{selector}]: {group.algorithm.__name__}, {state}"
+                         + (f", {extra}" if extra else ''))
+            for i, g in enumerate(self._membership):
+                if g == group.index:
+                    lines.append('    ' + self._describe_param(i))
+        loose = [i for i, g in enumerate(self._membership) if g is None]
+        if loose:
+            lines.append("(frozen: selected by no group, unmatched='freeze')")
+            lines.extend('    ' + self._describe_param(i) for i in loose)
+        return '\n'.join(lines)
+
+    def _describe_param(self, i: int) -> str:
+        param = self._registry.params[i]
+        signature = self._registry.signatures()[i]
+        lr_mult, wd_mult = self._mults[i]
+        notes = []
+        if lr_mult != 1.0:
+            notes.append(f'lr x{lr_mult:g}')
+        group = self._membership[i]
+        if group is not None and not self._groups[group].frozen:
+            decays = self._groups[group].weight_decay != 0.0 or self._wd_live[group]
+            notes.append('decay' if decays and wd_mult != 0.0 else 'no decay')
+            if decays and wd_mult not in (0.0, 1.0):
+                notes.append(f'wd x{wd_mult:g}')
+        return f"{param.name}: {signature.describe()}" + (f" ({', '.join(notes)})" if notes else '')
+
+    @property
+    def decayed_params(self) -> List[Any]:
+        """Names of the parameters weight decay acts on (after masks and multipliers)."""
+        out = []
+        for i, group in enumerate(self._membership):
+            if group is None or self._groups[group].frozen:
+                continue
+            if self._wd_live[group] and self._mults[i][1] != 0.0:
+                out.append(self._registry.params[i].name)
+        return out
+
+    def _infos(self, params=None) -> List[selectors.ParamInfo]:
+        params = self._registry.params if params is None else params
+        return [selectors.ParamInfo(p.key, p.leaf_path, p.state, p.handle.value) for p in params]
+
+    def _param_mults(self, infos, membership) -> List[Tuple[float, float]]:
+        out = []
+        for info, group in zip(infos, membership):
+            lr_mult = wd_mult = 1.0
+            if group is not None:
+                lr_mult, wd_mult = self._groups[group].lr_mult, self._groups[group].wd_mult
+            for selector, mult in self._param_lr_mult:
+                if selector(info):
+                    lr_mult = mult
+            for selector, mult in self._param_wd_mult:
+                if selector(info):
+                    wd_mult = mult
+            if self._decay_mask is not None and not self._decay_mask(info):
+                wd_mult = 0.0
+            out.append((lr_mult, wd_mult))
+        return out
+
+    def _reassign(self, new_states=None, prefix=None) -> None:
+        """Recompute group membership (and register ``new_states``); all-or-nothing.
+
+        Parameters already trained keep their group: a new declaration that
+        would move one raises.
+        """
+        planned = self._registry.plan(new_states, prefix) if new_states is not None else []
+        new_params = [p for _, _, params in planned for p in params]
+        infos = self._infos() + self._infos(new_params)
+        membership = _groups.assign(self._groups, infos, self._options['unmatched'])
+        trained = int(self.step_count.value) > 0 or self._traced_by_caller
+        moved = [self._registry.params[i].name for i, (old, new) in enumerate(zip(self._membership, membership))
+                 if old != new]
+        if moved and trained:
+            raise GroupSelectionError(f"{', '.join(moved)} would move to another parameter group after "
+                                      f"training started; declare groups before the first update")
+        if infos:
+            _groups.check_nonempty(self._groups, membership)
+        mults = self._param_mults(infos, membership)
+        if new_states is not None:
+            self._registry.commit(planned)
+        now = int(self.step_count.value)
+        self._step_offsets.extend([now] * (len(membership) - len(self._step_offsets)))
+        old_membership = self._membership
+        self._membership, self._mults = membership, mults
+        self._wd_state.value = jnp.asarray([g.weight_decay if i >= len(self._wd_state.value) else
+                                            self._wd_state.value[i] for i, g in enumerate(self._groups)],
+                                           checks.float_dtype())
+        self._rebuild_storage(old_membership)
+        self._guards.resize(self._accumulator_map(old_membership), self._trainable_mantissas())
+        self._compiled_step = None
+
+    def _accumulator_map(self, old_membership) -> List[Optional[int]]:
+        old_trainable = [i for i, g in enumerate(old_membership) if g is not None and not self._groups[g].frozen]
+        position = {i: j for j, i in enumerate(old_trainable)}
+        return [position.get(i) for i in self._trainable]
+
+    # ------------------------------------------------------------------ registration
+    def register_trainable_weights(self, param_states: Any, prefix: Optional[Any] = None) -> 'Optimizer':
+        """Register the ``ParamState``s to train; returns the optimizer.
+
+        Accepts what ``module.states(brainstate.ParamState)`` returns, a plain
+        dict of ParamStates (keys are kept exactly as given), a list of them
+        (keyed by position) or one. May be called once per module; a State
+        registered twice is trained once; a key already taken by another State
+        (two modules both have ``('weight',)``) is kept under
+        ``('registration<n>', *key)`` or ``(prefix, *key)``. Non-``ParamState``
+        values raise ``TypeError`` and nothing is registered.
+
+        Each parameter joins the first declared group that selects it (see
+        :meth:`add_param_group`). A ParamState may hold one array (or Quantity)
+        or a pytree of them, as ``brainstate.nn.Linear`` does: each leaf is
+        trained as its own parameter.
+        """
+        self._check_not_traced()
+        self._reassign(new_states=param_states, prefix=prefix)
+        return self
 
     def _check_not_traced(self) -> None:
         if self._traced_by_caller:
             raise RuntimeError(
                 f"{type(self).__name__}.update has already been compiled into a traced function "
-                f"(jit/for_loop); weights registered now would never be updated by it. Register "
-                f"every weight before the first traced update, or build a new optimizer.")
-
-    def _register(self, param_states, prefix, group: int) -> 'Optimizer':
-        self._check_not_traced()
-        added = self._registry.add(param_states, prefix=prefix, group=group)
-        if added:
-            self._rebuild_buffers()
-            self._compiled_step = None
-        return self
-
-    def _rebuild_buffers(self) -> None:
-        # Keep the buffers of already-registered parameters, initialise the new ones.
-        old_order = getattr(self, '_buffer_owner', [])
-        states = self._registry.states()
-        position = {id(state): i for i, state in enumerate(old_order)}
-        # A parameter registered after some (eager) steps counts its own steps from 1, as in
-        # torch, where every parameter keeps its own step: bias corrections start fresh.
-        now = int(self.step_count.value)
-        for state in states:
-            self._step_offsets.setdefault(id(state), now)
-        mantissas = [_units.split(state.value)[0] for state in states]
-        new_layout = self._make_layout(mantissas)
-        for name, buffer_state in self._buffers.items():
-            old_values = self._layout.unpack(buffer_state.value)
-            values = []
-            for state, mantissa in zip(states, mantissas):
-                if id(state) in position:
-                    values.append(old_values[position[id(state)]])
-                else:
-                    values.append(self._rule.init(mantissa)[name])
-            buffer_state.value = new_layout.pack(values)
-        self._layout = new_layout
-        if self._grad_accumulator is not None:
-            old_values = self._grad_accumulator.value
-            self._grad_accumulator.value = [
-                old_values[position[id(state)]] if id(state) in position
-                else jnp.zeros_like(_units.split(state.value)[0]) for state in states]
-        self._buffer_owner = states
-
-    @classmethod
-    def _can_fuse(cls, rule: UpdateRule) -> bool:
-        """Flat buffers need an element-wise rule and the engine's own per-parameter step."""
-        return rule.elementwise and cls._compute_updates is Optimizer._compute_updates
-
-    def _make_layout(self, mantissas, step_offsets=None):
-        """The buffer layout for the registered parameters (see :mod:`._layout`)."""
-        if self.fused is False or not self._can_fuse(self._rule):
-            return PerParamLayout()
-        max_size = None if self.fused else DEFAULT_MAX_FUSED_SIZE
-        return FlatLayout([m.shape for m in mantissas], [m.dtype for m in mantissas],
-                          self._registry.groups(),
-                          self._param_step_offsets() if step_offsets is None else step_offsets, max_size,
-                          placements=[placement(m) for m in mantissas])
-
-    def _layout_for_offsets(self, step_offsets: List[int]):
-        """The layout after the step offsets change (loading a checkpoint); refuses a traced change."""
-        mantissas = [_units.split(state.value)[0] for state in self._registry.states()]
-        layout = self._make_layout(mantissas, step_offsets)
-        if getattr(layout, 'buckets', None) != getattr(self._layout, 'buckets', None):
-            self._check_not_traced()
-            self._compiled_step = None
-        return layout
-
-    def _buffer_values(self, name: str) -> List[jax.Array]:
-        """Buffer ``name`` as one array per parameter (registration order), whatever the layout."""
-        return self._layout.unpack(self._buffers[name].value)
-
-    def _set_buffer_values(self, name: str, per_param: List[jax.Array]) -> None:
-        self._buffers[name].value = self._layout.pack(per_param)
+                f"(jit/for_loop); a change of parameters or groups now would never reach it. Register "
+                f"every weight and declare every group before the first traced update, or build a new "
+                f"optimizer.")
 
     @property
-    def param_states(self) -> Dict[Any, brainstate.ParamState]:
-        """The registered ParamStates, keyed exactly as ``brainstate.transform.grad`` keys their grads."""
-        return self._registry.as_dict()
+    def param_states(self) -> ParamDict:
+        """The trainable ParamStates, keyed exactly as given (``grad(loss, opt.param_states)`` keys its grads).
+
+        A :class:`~braintools_optim._registry.ParamDict`: an insertion-ordered
+        mapping JAX flattens without sorting its keys. Frozen parameters are
+        left out (no gradient is needed for them).
+        """
+        trainable = set(self._trainable)
+        states = {}
+        for i, param in enumerate(self._registry.params):
+            if i in trainable:
+                states[param.key] = param.state
+        return ParamDict(states)
+
+    @property
+    def _trainable(self) -> List[int]:
+        return [i for i, g in enumerate(self._membership) if g is not None and not self._groups[g].frozen]
+
+    @property
+    def _frozen(self) -> List[int]:
+        trainable = set(self._trainable)
+        return [i for i in range(len(self._membership)) if i not in trainable]
+
+    def _trainable_mantissas(self) -> List[jax.Array]:
+        params = self._registry.params
+        return [_units.split(params[i].handle.value)[0] for i in self._trainable]
+
+    # ------------------------------------------------------------------ storage
+    def _mult_classes(self, members) -> Tuple[List[int], List[Tuple[float, float]]]:
+        classes: List[Tuple[float, float]] = []
+        ids = []
+        for i in members:
+            mults = self._mults[i]
+            if mults not in classes:
+                classes.append(mults)
+            ids.append(classes.index(mults))
+        return ids, classes
+
+    def _init_rule(self, group) -> UpdateRule:
+        """The group's rule for initialising buffers (a cycled momentum is a placeholder here)."""
+        settings = group.settings
+        if cycles_momentum(self._lr.source(group.index)):
+            settings = _with_cycled(group.algorithm, settings, 0.5)
+        if group.decay_mode == 'in_rule':
+            settings = settings.replace(weight_decay=group.weight_decay)
+        return group.algorithm.build_rule(settings)
+
+    def _group_fuse(self, group) -> Optional[bool]:
+        fuse = self._options['fused']
+        rule = self._init_rule(group)
+        if fuse and not (rule.elementwise and type(self)._compute_updates is Optimizer._compute_updates):
+            raise ValueError(f"{group.algorithm.__name__} is not element-wise (it needs each parameter whole), "
+                             f"so it cannot run on fused flat buffers; leave fused=None or False")
+        if type(self)._compute_updates is not Optimizer._compute_updates:
+            return False
+        return fuse
+
+    def _rebuild_storage(self, old_membership) -> None:
+        """Buffers for the current membership: known parameters keep theirs, new ones start fresh."""
+        params = self._registry.params
+        old_values: Dict[int, Dict[str, jax.Array]] = {}
+        for g, storage in self._storage.items():
+            for name in storage.states:
+                for i, value in zip(storage.members, storage.values(name)):
+                    if i < len(old_membership) and old_membership[i] == g:
+                        old_values.setdefault(i, {})[name] = value
+        new_storage: Dict[int, GroupStorage] = {}
+        for group in self._groups:
+            members = [i for i, g in enumerate(self._membership) if g == group.index]
+            if group.frozen or not members:
+                continue
+            rule = self._init_rule(group)
+            mantissas = [_units.split(params[i].handle.value)[0] for i in members]
+            ids, _ = self._mult_classes(members)
+            layout = make_layout(self._group_fuse(group), rule.elementwise, mantissas,
+                                 [self._step_offsets[i] for i in members], ids)
+            storage = GroupStorage(type(self).__name__, group.index, members, rule.buffer_names, layout)
+            for name in rule.buffer_names:
+                values = []
+                for i, mantissa in zip(members, mantissas):
+                    kept = old_values.get(i, {}).get(name)
+                    values.append(kept if kept is not None else initial_buffers(rule, mantissa)[name])
+                storage.set_values(name, values)
+            new_storage[group.index] = storage
+        self._storage = new_storage
+
+    def reinitialize(self, *keys) -> None:
+        """Restart the optimizer state of the parameters of these State keys (all if none given).
+
+        For a parameter whose shape, dtype or unit the model changed on
+        purpose: its buffers are rebuilt for the new value (fresh moments and
+        its own step count from now); the others keep theirs. Eager only.
+        """
+        self._check_not_traced()
+        params = self._registry.params
+        wanted = set(keys)
+        unknown = [k for k in wanted if k not in self._registry.states()]
+        if unknown:
+            raise KeyError(f"no registered parameter under {', '.join(map(_keys.describe, unknown))}")
+        indices = [i for i, p in enumerate(params) if not keys or p.key in wanted]
+        now = int(self.step_count.value)
+        for i in indices:
+            self._step_offsets[i] = now
+        self._registry.resign(indices)
+        forget = [self._membership[i] if i not in indices else -1 for i in range(len(params))]
+        self._rebuild_storage(forget)
+        self._guards.resize([j if i not in indices else None for j, i in
+                             zip(range(len(self._trainable)), self._trainable)], self._trainable_mantissas())
+        self._compiled_step = None
 
     # ------------------------------------------------------------------ learning rate
-    def _set_lr_source(self, lr) -> None:
-        if isinstance(lr, LRScheduler):
-            if any(group['lr'] is not None for group in self._groups[1:]):
-                raise ValueError("parameter groups have their own float lr; give the LRScheduler a list "
-                                 "of base_lr values, one per group, instead")
-            if self.schedule_per_update and not _can_step_without_metric(lr):
-                raise ValueError(f"{type(lr).__name__} is stepped with a metric; schedule_per_update "
-                                 f"cannot step it: call scheduler.step(metric) yourself")
-            self._scheduler, self._lr_state = lr, None
-            self._base_lr = jnp.asarray(lr.base_lr, dtype=float_dtype())
-        else:
-            self._groups[0]['lr'] = check_learning_rate(lr)
-            self._scheduler = None
-            self._reset_lr_state(self._lr_values())
-
-    def _lr_values(self) -> List[float]:
-        default = self._groups[0]['lr']
-        return [default if group['lr'] is None else group['lr'] for group in self._groups]
-
-    def _reset_lr_state(self, values: List[float]) -> None:
-        self._base_lr = jnp.asarray(values, dtype=float_dtype())
-        self._lr_state = OptimizerState(jnp.asarray(values, dtype=float_dtype()),
-                                        name=f'{type(self).__name__}.lr')
-
-    def _group_lrs(self) -> jax.Array:
-        """The learning rate of every group, shape ``(num_groups,)`` (traceable)."""
-        if self._scheduler is None:
-            return self._lr_state.value
-        lr = jnp.asarray(self._scheduler.current_lr, dtype=float_dtype())
-        if lr.ndim == 0:
-            return jnp.broadcast_to(lr, (self.num_groups,))
-        if lr.shape != (self.num_groups,):
-            raise ValueError(f"the LRScheduler gives {lr.shape[0]} learning rates but the optimizer has "
-                             f"{self.num_groups} parameter groups")
-        return lr
+    def _group_lr_values(self) -> jax.Array:
+        return self._lr.values(self.num_groups)
 
     @property
     def lr(self):
-        """The attached :class:`LRScheduler`, or the current learning rate (see :attr:`current_lr`)."""
-        return self._scheduler if self._scheduler is not None else self.current_lr
+        """The optimizer's LRScheduler, or the current learning rate (see :attr:`current_lr`)."""
+        return self._lr.scheduler if self._lr.scheduler is not None else self.current_lr
 
     @lr.setter
     def lr(self, value) -> None:
-        if isinstance(value, LRScheduler) or self._scheduler is not None:
+        if is_scheduler(value) or self._lr.scheduler is not None:
             # Changing *where* the lr comes from changes the compiled program.
             if self._traced_by_caller:
                 raise RuntimeError(
                     "cannot switch between a float learning rate and an LRScheduler after update has "
                     "been traced into a compiled function (it would keep reading the old source); "
                     "attach the scheduler before the first traced update or build a new optimizer")
-            self._set_lr_source(value)
+            source = self._check_lr_source(value, 'lr')
+            previous = self._lr.default
+            self._lr.set_default(source)
+            try:
+                for group in self._groups:
+                    self._check_cycling(group)
+                if self._options['schedule_per_update'] and getattr(source, 'needs_metric', False):
+                    raise ValueError(f"{type(source).__name__} is stepped with a metric; schedule_per_update "
+                                     f"cannot step it: call scheduler.step(metric) yourself")
+            except Exception:
+                self._lr.set_default(previous)
+                raise
+            self._rebuild_storage(self._membership)
             self._compiled_step = None
             return
         self.set_lr(value)
 
     def set_lr(self, value, group: Optional[int] = None) -> None:
-        """Set the float learning rate of every group, or of one ``group``; never re-traces.
+        """Set the float learning rate of every group, of one ``group``, or one per group (a list).
 
-        ``value`` may also be a list with one learning rate per group.
+        Never re-traces: the value lives in State.
         """
-        if self._scheduler is not None:
-            raise RuntimeError("the learning rate comes from the attached LRScheduler; assign opt.lr a "
-                               "new scheduler or float instead")
-        current = self._lr_state.value
-        if isinstance(value, (list, tuple)):
-            if group is not None or len(value) != self.num_groups:
-                raise ValueError(f"expected {self.num_groups} learning rates (one per group), got {value!r}")
-            new = jnp.asarray([check_learning_rate(v) for v in value], dtype=current.dtype)
-        elif group is None:
-            new = jnp.full_like(current, check_learning_rate(value))
-        else:
-            if not 0 <= group < self.num_groups:
-                raise IndexError(f"group {group} does not exist; the optimizer has {self.num_groups}")
-            new = current.at[group].set(check_learning_rate(value))
-        self._lr_state.value = new
+        self._lr.set(value, group, self.num_groups)
 
     @property
     def current_lr(self) -> jax.Array:
         """The learning rate the next ``update`` applies: a scalar, or one per parameter group."""
-        lrs = self._group_lrs()
+        lrs = self._group_lr_values()
         return lrs[0] if self.num_groups == 1 else lrs
 
     @current_lr.setter
@@ -447,261 +749,355 @@ class Optimizer(CheckpointMixin, brainstate.graph.Node):
         self.lr = value
 
     @property
-    def lr_scheduler(self) -> Optional[LRScheduler]:
-        """The attached scheduler, or ``None`` for a float learning rate."""
-        return self._scheduler
+    def lr_scheduler(self):
+        """The optimizer-level scheduler, or ``None`` for a float learning rate."""
+        return self._lr.scheduler
 
     def get_last_lr(self) -> List[jax.Array]:
         """torch-compatible: the current learning rate of each parameter group, as a list."""
-        return list(self._group_lrs())
+        return list(self._group_lr_values())
+
+    # ------------------------------------------------------------------ weight decay
+    def set_weight_decay(self, value, group: Optional[int] = 0) -> None:
+        """Set a group's weight decay (``group=None``: every group that decays); never re-traces.
+
+        A group built with ``weight_decay=0`` has no decay in its compiled
+        step: giving it a non-zero value re-traces an eager step, and is
+        refused once the step is compiled into your own ``jit``.
+        """
+        value = checks.non_negative('weight_decay', value)
+        groups = [g for g in range(self.num_groups) if self._wd_live[g]] if group is None else [group]
+        for g in groups:
+            if not 0 <= g < self.num_groups:
+                raise IndexError(f"group {g} does not exist; the optimizer has {self.num_groups}")
+        for g in groups:
+            if not self._wd_live[g] and value != 0.0:
+                if self._traced_by_caller:
+                    raise RuntimeError(f"parameter group {g} was compiled without weight decay (it was 0); "
+                                       f"build the optimizer with a non-zero weight_decay to adjust it later")
+                self._wd_live[g] = True
+                self._compiled_step = None
+        self._wd_state.value = self._wd_state.value.at[jnp.asarray(groups, jnp.int32)].set(value)
 
     # ------------------------------------------------------------------ update
-    def update(self, grads: Dict[Any, Any]) -> None:
+    def update(self, grads: Any, **kwargs) -> None:
         """Apply one optimizer step with ``grads`` (keyed like :attr:`param_states`).
 
         Raises (naming the parameter) on a missing or extra key, a shape, dtype
-        or unit mismatch, leaving parameters and optimizer state unchanged.
+        or unit mismatch, or a parameter changed since registration, leaving
+        parameters and optimizer state unchanged. ``kwargs`` are the
+        algorithm's extra arguments (``LBFGS``: ``value``, ``value_fn``).
         """
         if not len(self._registry):
             raise RuntimeError(f"{type(self).__name__}.update called before register_trainable_weights")
-        grads = self._registry.leaf_grads(grads)      # pytree-valued ParamStates: one entry per leaf
-        if _contains_tracer(grads):
+        static, dynamic = self._update_arguments(kwargs)
+        per_param = split_gradients(self._registry, grads, self._frozen)
+        if _contains_tracer(per_param) or _contains_tracer(dynamic) or _contains_tracer(self.step_count.value):
             self._traced_by_caller = True
-            self._step(grads)
+            self._registry.check_unchanged()
+            self._step(per_param, {**static, **dynamic})
             return
-        # Eager call: check cheaply here so errors surface before compiling, then
-        # run the cached compiled step (see _eager.py).
-        check_gradients(self._registry.keys(), [s.value for s in self._registry.states()], grads)
-        if self._compiled_step is None:
-            self._compiled_step = EagerStep(self._step, grads, self._donatable_states())
-        self._compiled_step(grads)
+        # Eager: check cheaply here so errors surface before compiling, then run the cached compiled step.
+        self._registry.check_unchanged()
+        values = self._registry.values()
+        check_gradients(self._registry.params, values, per_param, self._trainable)
+        key = tuple(sorted((name, id(value)) for name, value in static.items())) + (tuple(sorted(dynamic)),)
+        if self._compiled_step is None or self._compiled_step.key != key:
+            step = lambda g, dyn: self._step(g, {**static, **dyn})
+            self._compiled_step = EagerStep(step, (per_param, dynamic), key)
+        self._compiled_step((per_param, dynamic))
+        self._after_eager_step()
 
-    def _donatable_states(self) -> List[OptimizerState]:
-        """States whose old values an eager step may overwrite in place (its own buffers).
+    def step(self, *args, **kwargs) -> None:
+        """The torch / braintools spelling of :meth:`update`."""
+        return self.update(*args, **kwargs)
 
-        Not with ``max_consecutive_skips``: its error is raised after the compiled
-        step ran, and the donated buffers would be gone with it.
-        """
-        if self.max_consecutive_skips is not None:
-            return []
-        return list(self._buffers.values())
+    def _update_arguments(self, kwargs) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        """Split ``update``'s extra arguments into static (closed over) and dynamic (traced) ones."""
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.update got unexpected argument(s) {', '.join(sorted(kwargs))}")
+        return {}, {}
 
-    step = update  # braintools / torch spelling
+    def _after_eager_step(self) -> None:
+        """Host-side checks after an eager step (too many non-finite skips in a row)."""
+        limit = self._options['max_consecutive_skips']
+        if limit is not None and int(self._guards.consecutive_skips.value) >= limit:
+            raise FloatingPointError(self._guards.too_many_skips_message())
 
-    def _step(self, grads) -> None:
+    def _step(self, grads: List[Any], extra: Dict[str, Any]) -> None:
+        """The traced step: every new value is computed first, then everything is written."""
         self._num_traces += 1
-        keys = self._registry.keys()
-        param_states = self._registry.states()
-        groups = self._registry.groups()
-        param_values = [state.value for state in param_states]
-        target_units = check_gradients(keys, param_values, grads)
-        raw_grads = gradient_mantissas(keys, grads, target_units)
-        params, units = zip(*[_units.split(value) for value in param_values])
-        self._grad_units = dict(zip(keys, target_units))
+        params_meta = self._registry.params
+        values = self._registry.values()
+        trainable = self._trainable
+        target_units = check_gradients(params_meta, values, grads, trainable)
+        raw_grads = gradient_mantissas(grads, trainable, target_units)
+        params, units = [], []
+        for i in trainable:
+            mantissa, unit = _units.split(values[i])
+            params.append(mantissa)
+            units.append(unit)
+        self._grad_units = dict(zip(trainable, target_units))
 
-        grads_for_step, is_real = self._accumulate(raw_grads)
-        apply, finite = is_real, None
-        if self.skip_nonfinite:
-            finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g)) for g in grads_for_step]))
+        grads_for_step, is_real = self._guards.accumulate(raw_grads)
+        finite = self._guards.finite(grads_for_step)
+        apply = is_real
+        if finite is not None:
             apply = finite if is_real is None else is_real & finite
 
-        group_lrs = self._group_lrs()
-        count = self.step_count.value + 1
-        processed = self._process_gradients(grads_for_step, params, groups)
-        old_buffers = {name: state.value for name, state in self._buffers.items()}
-        new_params, new_buffers, new_extra = self._compute_updates(
-            processed, list(params), groups, group_lrs, count, old_buffers)
+        lrs = self._group_lr_values()
+        step = self.step_count.value
+        count = jnp.where(step < INT32_MAX, step + 1, step)         # saturates instead of wrapping
+        processed = self._process_gradients(grads_for_step, params)
+        old_stored = {g: storage.stored() for g, storage in self._storage.items()}
+        new_params, new_stored, new_extra = self._compute_updates(processed, params, lrs, count, extra)
 
         if apply is not None:
             keep = lambda new, old: jnp.where(apply, new, old)
             new_params = [keep(n, o) for n, o in zip(new_params, params)]
-            new_buffers = {name: [keep(n, o) for n, o in zip(values, old_buffers[name])]
-                           for name, values in new_buffers.items()}
+            new_stored = {g: jax.tree.map(keep, new_stored[g], old_stored[g]) for g in new_stored}
             new_extra = {name: jax.tree.map(keep, value, self._extra_states()[name].value)
                          for name, value in new_extra.items()}
-            count = keep(count, count - 1)
+            count = keep(count, step)
         if finite is not None:
-            self._count_skips(finite, is_real)
+            self._guards.count_skips(finite, is_real)
 
         # Everything is computed: now write.
-        for state, value, unit in zip(param_states, new_params, units):
-            state.value = _units.merge(value, unit)
-        for name, state in self._buffers.items():
-            state.value = new_buffers[name]
+        for i, value, unit in zip(trainable, new_params, units):
+            params_meta[i].handle.value = _units.merge(value, unit)
+        for g, stored in new_stored.items():
+            for name, value in stored.items():
+                self._storage[g].states[name].value = value
         extra_states = self._extra_states()
         for name, value in new_extra.items():
             extra_states[name].value = value
         self.step_count.value = count
-        if self.schedule_per_update and self._scheduler is not None:
-            self._advance_scheduler(apply)
+        if self._options['schedule_per_update']:
+            self._lr.advance(apply)
+        if isinstance(self.step_count.value, jax.core.Tracer) and self._traced_by_caller:
+            self._guards.raise_if_too_many()
 
-    def _accumulate(self, grads):
-        """Gradient accumulation: ``(gradients for this step, traced "is a real step" or None)``."""
-        if self._grad_accumulator is None:
-            return grads, None
-        micro = self.micro_step.value + 1
-        summed = [acc + g for acc, g in zip(self._grad_accumulator.value, grads)]
-        is_real = micro >= self.accumulate_steps
-        # a real step starts the next window from zero
-        self._grad_accumulator.value = [jnp.where(is_real, jnp.zeros_like(s), s) for s in summed]
-        self.micro_step.value = jnp.where(is_real, 0, micro)
-        if self.accumulate_mean:
-            summed = [s / self.accumulate_steps for s in summed]
-        return summed, is_real
+    # ------------------------------------------------------------------ the arithmetic
+    def _process_gradients(self, grads, params) -> List[jax.Array]:
+        """Rescale, clip by value, clip by the global norm (all groups), coupled decay per group."""
+        grads = gp.rescale(grads, self._options['rescale_grad'])
+        if self._options['grad_clip_value'] is not None:
+            grads = gp.clip_by_value(grads, self._options['grad_clip_value'])
+        if self._options['grad_clip_norm'] is not None:
+            grads = gp.clip_by_global_norm(grads, self._options['grad_clip_norm'])
+        out = []
+        for position, (g, p) in enumerate(zip(grads, params)):
+            i = self._trainable[position]
+            group = self._groups[self._membership[i]]
+            decay = self._decay_for(group, self._mults[i][1])
+            out.append(g if group.decay_mode != 'coupled' or decay is None else g + decay.astype(g.dtype) * p)
+        return out
 
-    def _count_skips(self, finite, is_real) -> None:
-        """Count skipped real steps; raise (under jit too) after too many in a row."""
-        real = jnp.bool_(True) if is_real is None else is_real
-        skipped = real & ~finite
-        self.nonfinite_skips.value = self.nonfinite_skips.value + skipped.astype(jnp.int32)
-        consecutive = self.consecutive_skips.value
-        consecutive = jnp.where(real, jnp.where(finite, 0, consecutive + 1), consecutive)
-        self.consecutive_skips.value = consecutive
-        if self.max_consecutive_skips is not None:
-            brainstate.transform.jit_error_if(
-                consecutive >= self.max_consecutive_skips,
-                f"{type(self).__name__}: {self.max_consecutive_skips} consecutive updates had non-finite "
-                f"gradients and were skipped (skip_nonfinite=True, max_consecutive_skips="
-                f"{self.max_consecutive_skips}); the training has diverged or the loss produces NaN/Inf")
+    def _decay_for(self, group, wd_mult: float):
+        """The traced weight decay of a member (``None`` when it is statically zero)."""
+        if not self._wd_live[group.index] or wd_mult == 0.0:
+            return None
+        decay = self._wd_state.value[group.index]
+        return decay if wd_mult == 1.0 else decay * wd_mult
 
-    def _compute_updates(self, grads, params, groups, group_lrs, count, old_buffers):
-        """New parameters and buffers from processed gradients (all mantissas, key order).
+    def _rule_for(self, group, wd_mult: float) -> UpdateRule:
+        """The group's rule for this step: cycled momentum and in-rule decay filled in (traced)."""
+        settings = group.settings
+        momentum = self._lr.momentum(group.index)
+        if momentum is not None:
+            settings = _with_cycled(group.algorithm, settings, momentum)
+        if group.decay_mode == 'in_rule':
+            decay = self._decay_for(group, wd_mult)
+            settings = settings.replace(weight_decay=0.0 if decay is None else decay)
+        return group.algorithm.build_rule(settings)
 
-        The default runs the rule on each parameter independently, then applies
-        decoupled decay and parameter clipping. Algorithms that couple
-        parameters (a global statistic, a line search) override this; they may
-        keep extra State listed by :meth:`_extra_states` and return its new
-        values as the third item ``{name: value}``, which the engine writes
-        (and keeps unchanged on a skipped non-finite step).
+    def _compute_updates(self, grads, params, lrs, count, extra):
+        """New parameters (trainable order), stored buffers per group, extra State; nothing written.
+
+        Runs each group's rule: once per flat bucket for fused groups, once per
+        parameter otherwise; then decoupled decay and parameter clipping.
+        Algorithms that couple parameters (a global statistic, a line search)
+        override this; they keep extra State listed by :meth:`_extra_states` and
+        return its new values as the third item.
         """
-        rules = self._rules_for_step()
-        if self._layout.fused:
-            return self._compute_fused_updates(rules, grads, params, group_lrs, count, old_buffers)
-        offsets = self._param_step_offsets()
-        new_params: List[jax.Array] = []
-        new_buffers: Dict[str, List[jax.Array]] = {name: [] for name in old_buffers}
-        for i, (grad, param, group) in enumerate(zip(grads, params, groups)):
-            buffers = {name: old_buffers[name][i] for name in old_buffers}
-            own_count = count - offsets[i] if offsets[i] else count
-            delta, updated = rules[group].update(grad, buffers, param, group_lrs[group], own_count)
-            new_params.append(self._apply_delta(param, delta, group_lrs, group))
-            for name in old_buffers:
-                new_buffers[name].append(updated[name])
-        return new_params, new_buffers, {}
+        position = {i: j for j, i in enumerate(self._trainable)}
+        new_params: List[Optional[jax.Array]] = [None] * len(params)
+        new_stored: Dict[int, Dict[str, Any]] = {}
+        for g, storage in self._storage.items():
+            group = self._groups[g]
+            members = storage.members
+            ids, classes = self._mult_classes(members)
+            rules = [self._rule_for(group, wd_mult) for _, wd_mult in classes]
+            member_grads = [grads[position[i]] for i in members]
+            member_params = [params[position[i]] for i in members]
+            layout = storage.layout
+            if storage.fused:
+                flat_grads = layout.pack(member_grads)
+                flat_params = layout.pack(member_params)     # dead code unless the rule reads it
+                deltas, stored = [], {name: [] for name in storage.states}
+                for b, bucket in enumerate(layout.buckets):
+                    own_count = count - bucket.step_offset if bucket.step_offset else count
+                    lr = lrs[g] * classes[bucket.group][0] if classes[bucket.group][0] != 1.0 else lrs[g]
+                    buffers = {name: storage.states[name].value[b] for name in storage.states}
+                    delta, updated = rules[bucket.group].update(flat_grads[b], buffers, flat_params[b], lr,
+                                                                own_count)
+                    deltas.append(delta)
+                    for name in storage.states:
+                        stored[name].append(updated[name])
+                member_deltas = layout.scatter(deltas, count)
+            else:
+                member_deltas, stored = [], {name: [] for name in storage.states}
+                for k, i in enumerate(members):
+                    offset = self._step_offsets[i]
+                    own_count = count - offset if offset else count
+                    lr = lrs[g] * classes[ids[k]][0] if classes[ids[k]][0] != 1.0 else lrs[g]
+                    buffers = {name: storage.states[name].value[k] for name in storage.states}
+                    delta, updated = rules[ids[k]].update(member_grads[k], buffers, member_params[k], lr, own_count)
+                    member_deltas.append(delta)
+                    for name in storage.states:
+                        stored[name].append(updated[name])
+            for k, i in enumerate(members):
+                new_params[position[i]] = self._apply_delta(member_params[k], member_deltas[k], group,
+                                                            lrs[g], self._mults[i])
+            new_stored[g] = stored
+        return new_params, new_stored, {}
 
-    def _compute_fused_updates(self, rules, grads, params, group_lrs, count, old_buffers):
-        """The element-wise rule once per bucket of the flat layout; same numbers as per parameter."""
-        layout = self._layout
-        flat_grads = layout.pack(grads)
-        flat_params = layout.pack(params)          # dead code unless the rule reads the parameter
-        deltas, new_buffers = [], {name: [] for name in old_buffers}
-        for b, bucket in enumerate(layout.buckets):
-            own_count = count - bucket.step_offset if bucket.step_offset else count
-            buffers = {name: old_buffers[name][b] for name in old_buffers}
-            delta, updated = rules[bucket.group].update(flat_grads[b], buffers, flat_params[b],
-                                                        group_lrs[bucket.group], own_count)
-            deltas.append(delta)
-            for name in old_buffers:
-                new_buffers[name].append(updated[name])
-        groups = self._registry.groups()
-        new_params = [self._apply_delta(param, delta, group_lrs, group)
-                      for param, delta, group in zip(params, layout.scatter(deltas, count), groups)]
-        return new_params, new_buffers, {}
-
-    def _param_step_offsets(self) -> List[int]:
-        """Per parameter, the step count at its registration (its own count is ``count - offset``)."""
-        return [self._step_offsets[id(state)] for state in self._registry.states()]
+    def _apply_delta(self, param, delta, group, group_lr, mults):
+        """``param + delta`` with decoupled decay (per group) and parameter clipping."""
+        decay = self._decay_for(group, mults[1])
+        if group.decay_mode == 'decoupled' and decay is not None:
+            scale = group_lr * mults[0] if mults[0] != 1.0 else group_lr
+            if self._options['decoupled_decay_scale'] == 'schedule':
+                scale = group_lr / self._lr.base(group.index)
+            new = param * (1.0 - (scale * decay).astype(param.dtype)) + delta
+        else:
+            new = param + delta
+        if self._options['param_clip_value'] is not None:
+            new = jnp.clip(new, -self._options['param_clip_value'], self._options['param_clip_value'])
+        return new
 
     def _extra_states(self) -> Dict[str, OptimizerState]:
         """Optimizer State besides the per-parameter buffers (saved in ``state_dict``)."""
         return {}
 
-    def _cycled_momentum(self) -> Optional[jax.Array]:
-        """The scheduler's cycled momentum per group (traced), or ``None`` when nothing cycles it."""
-        if not cycles_momentum(self._scheduler):
-            return None
-        momentum = jnp.asarray(self._scheduler.current_momentum, dtype=float_dtype())
-        return jnp.broadcast_to(momentum, (self.num_groups,))
-
-    def _rules_for_step(self) -> List[UpdateRule]:
-        """One rule per group: the fixed rule, or one fed the scheduler's cycled momentum."""
-        momentum = self._cycled_momentum()
-        if momentum is None:
-            return [self._rule] * self.num_groups
-        return [self._rule_with_momentum(momentum[g]) for g in range(self.num_groups)]
-
-    def _group_rules(self, make_rule) -> List[UpdateRule]:
-        """One rule per group for ``'in_rule'`` decay: ``make_rule(weight_decay, beta1_or_None)``.
-
-        ``beta1_or_None`` is the scheduler's cycled momentum for that group, or
-        ``None`` when nothing cycles it.
-        """
-        momentum = self._cycled_momentum()
-        return [make_rule(group['weight_decay'], None if momentum is None else momentum[g])
-                for g, group in enumerate(self._groups)]
-
-    def _rule_with_momentum(self, momentum) -> UpdateRule:
-        """The update rule with its momentum (SGD/RMSprop ``momentum``, Adam ``beta1``) replaced.
-
-        Used when an LRScheduler cycles momentum (``cycle_momentum=True``);
-        optimizers with a momentum-like hyper-parameter override this.
-        """
-        raise ValueError(f"the LRScheduler cycles momentum, but {type(self).__name__} has no momentum "
-                         f"to cycle; build the scheduler with cycle_momentum=False")
-
-    def _advance_scheduler(self, applied) -> None:
-        """``scheduler.step()`` after a real update; skipped or accumulating calls do not count."""
-        if applied is None:
-            self._scheduler.step()
-            return
-        states = _scheduler_states(self._scheduler)
-        before = [state.value for state in states]
-        self._scheduler.step()
-        for state, old in zip(states, before):
-            state.value = jax.tree.map(lambda new, o: jnp.where(applied, new, o), state.value, old)
-
-    def _process_gradients(self, grads, params, groups) -> List[jax.Array]:
-        grads = gp.rescale(grads, self.rescale_grad)
-        if self.grad_clip_value is not None:
-            grads = gp.clip_by_value(grads, self.grad_clip_value)
-        if self.grad_clip_norm is not None:
-            grads = gp.clip_by_global_norm(grads, self.grad_clip_norm)
-        if self.weight_decay_mode == 'coupled':
-            grads = [gp.add_coupled_decay([g], [p], self._groups[group]['weight_decay'])[0]
-                     for g, p, group in zip(grads, params, groups)]
-        return grads
-
-    def _apply_delta(self, param, delta, group_lrs, group):
-        weight_decay = self._groups[group]['weight_decay']
-        if self.weight_decay_mode == 'decoupled' and weight_decay != 0.0:
-            scale = group_lrs[group]
-            if self.decoupled_decay_scale == 'schedule':
-                scale = scale / self._base_lr[group] if self._base_lr.ndim else scale / self._base_lr
-            new = gp.decoupled_decay(param, scale, weight_decay) + delta
-        else:
-            new = param + delta
-        if self.param_clip_value is not None:
-            new = jnp.clip(new, -self.param_clip_value, self.param_clip_value)
-        return new
-
-    # ------------------------------------------------------------------ introspection
-    def buffers(self) -> Dict[str, Dict[Any, Any]]:
-        """Every buffer, ``{buffer_name: {param_key: value}}``, with its physical unit.
-
-        First moments carry the gradient's unit, second moments its square,
-        accumulated updates the parameter's unit (see each rule's
-        ``buffer_units``). A gradient unit is known once an update has run;
-        before that brainstate's default (the parameter's unit) is assumed.
-        """
-        out: Dict[str, Dict[Any, Any]] = {}
-        keys = self._registry.keys()
-        for name, state in self._buffers.items():
-            grad_power, param_power = self._rule.buffer_units.get(name, (0, 0))
-            out[name] = {}
-            for key, param_state, value in zip(keys, self._registry.states(), self._buffer_values(name)):
-                value = jnp.array(value, copy=True)     # the eager step updates the buffers in place
-                param_unit = _units.split(param_state.value)[1]
-                grad_unit = self._grad_units.get(key, param_unit)
-                out[name][key] = _units.merge(value, _units.power_product(
-                    (grad_unit, grad_power), (param_unit, param_power)))
+    # ------------------------------------------------------------------ per-parameter views
+    def _buffers_per_param(self) -> Dict[str, List[jax.Array]]:
+        """Every buffer as one array per trainable parameter (trainable order; eager or traced)."""
+        position = {i: j for j, i in enumerate(self._trainable)}
+        out: Dict[str, List[Optional[jax.Array]]] = {}
+        for storage in self._storage.values():
+            for name in storage.states:
+                values = storage.values(name)
+                column = out.setdefault(name, [None] * len(position))
+                for i, value in zip(storage.members, values):
+                    column[position[i]] = value
         return out
+
+    def _stored_from_per_param(self, per_param: Dict[str, List[jax.Array]]) -> Dict[int, Dict[str, Any]]:
+        """The inverse of :meth:`_buffers_per_param`: stored values per group."""
+        position = {i: j for j, i in enumerate(self._trainable)}
+        return {g: {name: storage.layout.pack([per_param[name][position[i]] for i in storage.members])
+                    for name in storage.states}
+                for g, storage in self._storage.items()}
+
+    def _fresh_buffers(self) -> Dict[str, List[Optional[jax.Array]]]:
+        """Freshly initialised buffers, one per trainable parameter (for restarted parameters)."""
+        position = {i: j for j, i in enumerate(self._trainable)}
+        params = self._registry.params
+        out: Dict[str, List[Optional[jax.Array]]] = {}
+        for g, storage in self._storage.items():
+            rule = self._init_rule(self._groups[g])
+            for i in storage.members:
+                fresh = initial_buffers(rule, _units.split(params[i].handle.value)[0])
+                for name in storage.states:
+                    out.setdefault(name, [None] * len(position))[position[i]] = fresh[name]
+        return out
+
+    def _write_buffers_per_param(self, per_param: Dict[str, List[jax.Array]]) -> None:
+        for g, stored in self._stored_from_per_param(per_param).items():
+            for name, value in stored.items():
+                self._storage[g].states[name].value = value
+
+    def _layout_depends_on_offsets(self, offsets: Sequence[int]) -> bool:
+        """Whether these step offsets would regroup a fused layout's buckets."""
+        for storage in self._storage.values():
+            if storage.fused and len({offsets[i] for i in storage.members}) != \
+                    len({self._step_offsets[i] for i in storage.members}):
+                return True
+            if storage.fused and any(offsets[i] != self._step_offsets[i] for i in storage.members):
+                return True
+        return False
+
+    def _set_step_offsets(self, offsets: Sequence[int]) -> bool:
+        """Replace every parameter's step offset; re-layout fused groups; returns whether a layout changed."""
+        changed = self._layout_depends_on_offsets(offsets)
+        self._step_offsets = list(offsets)
+        if changed:
+            self._rebuild_storage(self._membership)
+        return changed
+
+    def buffers(self) -> Dict[str, Dict[Any, Any]]:
+        """Every buffer, ``{buffer_name: {parameter name: value}}``, with its physical unit.
+
+        Keyed by the State's key (``'w'``, ``('layer', 'weight')``), with a
+        pytree-valued State's leaf path appended (``('l1', 'weight', 'bias')``). First moments carry the gradient's unit,
+        second moments its square, accumulated updates the parameter's unit
+        (each rule's ``buffer_units``). Values are copies.
+        """
+        params = self._registry.params
+        out: Dict[str, Dict[Any, Any]] = {}
+        for g, storage in self._storage.items():
+            units_of = self._init_rule(self._groups[g]).buffer_units
+            for name in storage.states:
+                grad_power, param_power = units_of.get(name, (0, 0))
+                for i, value in zip(storage.members, storage.values(name)):
+                    value = jnp.array(value, copy=True)
+                    param_unit = _units.split(params[i].handle.value)[1]
+                    grad_unit = self._grad_units.get(i, param_unit)
+                    out.setdefault(name, {})[params[i].ident] = _units.merge(value, _units.power_product(
+                        (grad_unit, grad_power), (param_unit, param_power)))
+        return out
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        """The optimizer's state as plain nested dicts of NumPy arrays (see :mod:`._checkpointing`)."""
+        return _checkpointing.state_dict(self)
+
+    def load_state_dict(self, state: Dict[str, Any], strict: bool = True) -> Dict[str, List[str]]:
+        """Restore :meth:`state_dict` output, checking everything first; nothing changes if it does not fit.
+
+        ``strict=False`` is for a model that gained or lost parameters since the
+        checkpoint: parameters missing from it restart fresh (buffers and their
+        own step count), parameters it has but the optimizer does not are
+        ignored. Returns ``{'missing': [...], 'unexpected': [...]}``.
+        """
+        return _checkpointing.load_state_dict(self, state, strict)
+
+    def save(self, path: str) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically (see :mod:`braintools_optim.checkpoint`)."""
+        from . import checkpoint
+        checkpoint.save(path, self.state_dict())
+
+    def load(self, path: str, strict: bool = True) -> Dict[str, List[str]]:
+        """Read a file written by :meth:`save` and :meth:`load_state_dict` it."""
+        from . import checkpoint
+        return self.load_state_dict(checkpoint.load(path), strict=strict)
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}(step={int(self.step_count.value)}, "
+                 f"{len(self._trainable)} trainable parameter(s), {self.num_groups} group(s))"]
+        body = self.describe_groups()
+        return '\n'.join(lines + (['  ' + line for line in body.splitlines()] if body else []))
+
+
+def _with_cycled(algorithm, settings: Settings, momentum) -> Settings:
+    """``settings`` with the hyper-parameter a scheduler cycles replaced by ``momentum``."""
+    for name, hyper in algorithm.hyperparameters.items():
+        if hyper.cycled is None:
+            continue
+        if hyper.cycled is True:
+            return settings.replace(**{name: momentum})
+        values = list(settings[name])
+        values[hyper.cycled] = momentum
+        return settings.replace(**{name: tuple(values)})
+    return settings

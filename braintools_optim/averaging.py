@@ -34,9 +34,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks as checks
-from . import _units
-from ._optimizer import OptimizerState
-from ._registry import ParamRegistry, path_str
+from . import _keys, _units
+from ._registry import ParamRegistry
+from ._storage import OptimizerState
 
 
 class WeightAverage:
@@ -44,11 +44,11 @@ class WeightAverage:
 
     def __init__(self, param_states: Any):
         self._registry = ParamRegistry()
-        self._registry.add(param_states)
+        self._registry.commit(self._registry.plan(param_states))
         if not len(self._registry):
             raise ValueError(f"{type(self).__name__} needs at least one ParamState to average")
         name = type(self).__name__
-        self.average = OptimizerState([jnp.array(_units.split(s.value)[0]) for s in self._registry.states()],
+        self.average = OptimizerState([jnp.array(_units.split(s.value)[0]) for s in self._registry.handles()],
                                       name=f'{name}.average')
         self.num_updates = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.num_updates')
 
@@ -60,7 +60,7 @@ class WeightAverage:
         """Fold the current parameter values into the average (the first call copies them)."""
         n = self.num_updates.value
         new = []
-        for average, state in zip(self.average.value, self._registry.states()):
+        for average, state in zip(self.average.value, self._registry.handles()):
             current = _units.split(state.value)[0]
             weight = jnp.where(n == 0, 1.0, self._weight_of_new(n)).astype(current.dtype)
             new.append(average + weight * (current - average))
@@ -70,14 +70,13 @@ class WeightAverage:
     @property
     def averaged_params(self) -> Dict[Any, Any]:
         """The averaged values, keyed like the registered states, in each parameter's unit."""
-        return {key: _units.merge(average, _units.split(state.value)[1])
-                for key, average, state in zip(self._registry.keys(), self.average.value,
-                                               self._registry.states())}
+        return {param.ident: _units.merge(average, _units.split(param.handle.value)[1])
+                for param, average in zip(self._registry.params, self.average.value)}
 
     @contextlib.contextmanager
     def applied(self) -> Iterator[None]:
         """Within the block the model holds the averaged weights; the originals come back after."""
-        states = self._registry.states()
+        states = self._registry.handles()
         originals = [state.value for state in states]
         try:
             self.copy_to_model()
@@ -88,11 +87,11 @@ class WeightAverage:
 
     def copy_to_model(self) -> None:
         """Write the averaged weights into the model's ParamStates (for good)."""
-        for state, value in zip(self._registry.states(), self.averaged_params.values()):
+        for state, value in zip(self._registry.handles(), self.averaged_params.values()):
             state.value = value
 
     def state_dict(self) -> Dict[str, Any]:
-        keys = [path_str(k) for k in self._registry.keys()]
+        keys = [_keys.encode(p.key, p.leaf_path) for p in self._registry.params]
         return {'class': type(self).__name__, 'num_updates': np.asarray(self.num_updates.value),
                 'average': dict(zip(keys, map(np.asarray, self.average.value)))}
 
@@ -100,7 +99,7 @@ class WeightAverage:
         """Restore :meth:`state_dict` output (checked first: class, paths, shapes, dtypes)."""
         if state.get('class') != type(self).__name__:
             raise ValueError(f"the checkpoint is for {state.get('class')!r}, not {type(self).__name__}")
-        keys = [path_str(k) for k in self._registry.keys()]
+        keys = [_keys.encode(p.key, p.leaf_path) for p in self._registry.params]
         if set(state['average']) != set(keys):
             raise ValueError(f"checkpoint averages {sorted(state['average'])} differ from {sorted(keys)}")
         values = []

@@ -82,11 +82,11 @@ def run_ours(make_optimizer: Callable[[], object], init, c, noise, dtype,
         coeffs = {name: jnp.asarray(value.astype(dtype)) for name, value in split(c).items()}
         opt = make_optimizer()
         opt.register_trainable_weights(states)
-        assert set(opt.param_states) == {(name,) for name in NAMES}
+        assert set(opt.param_states) == set(NAMES)
         trajectory = [flatten({n: s.value for n, s in states.items()})]
         for k in range(noise.shape[0]):
             step_noise = split(noise[k].astype(dtype))
-            grads = {(n,): coeffs[n] * states[n].value + jnp.asarray(step_noise[n]) for n in NAMES}
+            grads = {n: coeffs[n] * states[n].value + jnp.asarray(step_noise[n]) for n in NAMES}
             opt.update(grads)
             if after_update is not None:
                 after_update(opt)

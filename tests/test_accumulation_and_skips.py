@@ -16,10 +16,10 @@ def test_accumulating_k_micro_batches_equals_one_step_on_their_mean():
     ref = bo.Adam(lr=0.1).register_trainable_weights([direct])
     for epoch in range(2):
         for i, g in enumerate(micro):
-            opt.update({('param_0',): g * (epoch + 1)})
+            opt.update({0: g * (epoch + 1)})
             if i < 2:
                 assert int(opt.micro_step.value) == i + 1
-        ref.update({('param_0',): sum(micro) / 3 * (epoch + 1)})
+        ref.update({0: sum(micro) / 3 * (epoch + 1)})
         np.testing.assert_allclose(accumulated.value, direct.value, rtol=1e-6)
     assert int(opt.step_count.value) == 2 and int(opt.micro_step.value) == 0
 
@@ -32,7 +32,7 @@ def test_accumulation_under_jit_with_sum_and_scheduler_counting_real_steps():
 
     @brainstate.transform.jit
     def step(g):
-        opt.update({('param_0',): g})
+        opt.update({0: g})
 
     for g in [1.0, 2.0, 3.0, 4.0]:
         step(jnp.asarray(g))
@@ -46,7 +46,7 @@ def test_nan_in_a_micro_batch_skips_that_real_step_and_clears_the_window():
     w = brainstate.ParamState(jnp.zeros(()))
     opt = bo.SGD(lr=1.0, accumulate_steps=2, skip_nonfinite=True).register_trainable_weights([w])
     for g in [1.0, jnp.nan, 1.0, 3.0]:
-        opt.update({('param_0',): jnp.asarray(g)})
+        opt.update({0: jnp.asarray(g)})
     np.testing.assert_allclose(w.value, -2.0, rtol=1e-6)
     assert int(opt.nonfinite_skips.value) == 1
     assert int(opt.step_count.value) == 1
@@ -58,7 +58,7 @@ def test_consecutive_skips_stop_with_a_clear_error():
 
     @brainstate.transform.jit
     def step(g):
-        opt.update({('param_0',): g})
+        opt.update({0: g})
 
     step(jnp.ones(2))
     bad = jnp.array([jnp.inf, 0.0])

@@ -64,7 +64,7 @@ def test_ema_in_a_training_loop_with_units_and_swap():
     for _ in range(3):
         step()
     trained = tau.value
-    averaged = ema.averaged_params[('tau',)]
+    averaged = ema.averaged_params['tau']
     assert averaged.unit == u.ms
     with ema.applied():
         np.testing.assert_array_equal(tau.value.mantissa, averaged.mantissa)

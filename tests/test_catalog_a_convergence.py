@@ -166,33 +166,33 @@ def test_scalar_and_per_axis_buffers_round_trip():
     w = brainstate.ParamState(jnp.ones((3, 4)) * u.mV)
     b = brainstate.ParamState(jnp.ones(()))
     opt = Novograd(lr=0.1, skip_nonfinite=True).register_trainable_weights({'w': w, 'b': b})
-    grads = {('w',): jnp.full((3, 4), 2.0) * u.mV, ('b',): jnp.asarray(1.0)}
+    grads = {'w': jnp.full((3, 4), 2.0) * u.mV, 'b': jnp.asarray(1.0)}
     opt.update(grads)
     buffers = opt.buffers()
-    assert buffers['exp_avg_sq'][('w',)].shape == ()
-    assert u.get_unit(buffers['exp_avg_sq'][('w',)]) == u.mV ** 2
-    assert float(u.get_mantissa(buffers['exp_avg_sq'][('w',)])) == pytest.approx(48.0)
+    assert buffers['exp_avg_sq']['w'].shape == ()
+    assert u.get_unit(buffers['exp_avg_sq']['w']) == u.mV ** 2
+    assert float(u.get_mantissa(buffers['exp_avg_sq']['w'])) == pytest.approx(48.0)
     saved = opt.state_dict()
     before = np.asarray(u.get_mantissa(w.value))
-    opt.update({('w',): jnp.full((3, 4), jnp.nan) * u.mV, ('b',): jnp.asarray(1.0)})   # skipped
+    opt.update({'w': jnp.full((3, 4), jnp.nan) * u.mV, 'b': jnp.asarray(1.0)})   # skipped
     assert int(opt.nonfinite_skips.value) == 1 and int(opt.step_count.value) == 1
     np.testing.assert_array_equal(np.asarray(u.get_mantissa(w.value)), before)
     opt.update(grads)
     fresh = Novograd(lr=0.1, skip_nonfinite=True).register_trainable_weights(
         {'w': brainstate.ParamState(jnp.ones((3, 4)) * u.mV), 'b': brainstate.ParamState(jnp.ones(()))})
     fresh.load_state_dict(saved)
-    assert float(fresh.buffers()['exp_avg_sq'][('b',)]) == pytest.approx(1.0)
+    assert float(fresh.buffers()['exp_avg_sq']['b']) == pytest.approx(1.0)
 
     opt = Nadam(lr=0.1).register_trainable_weights({'b': brainstate.ParamState(jnp.ones(()))})
-    opt.update({('b',): jnp.asarray(1.0)})
-    opt.update({('b',): jnp.asarray(1.0)})
+    opt.update({'b': jnp.asarray(1.0)})
+    opt.update({'b': jnp.asarray(1.0)})
     mu = [0.9 * (1 - 0.5 * 0.96 ** (t * 4e-3)) for t in (1, 2)]
-    assert float(opt.buffers()['mu_product'][('b',)]) == pytest.approx(mu[0] * mu[1], rel=1e-6)
+    assert float(opt.buffers()['mu_product']['b']) == pytest.approx(mu[0] * mu[1], rel=1e-6)
 
     opt = SM3(lr=0.1).register_trainable_weights({'t': brainstate.ParamState(jnp.ones((2, 3, 4)))})
-    assert opt.buffers()['accumulator'][('t',)].shape == (9,)
-    opt.update({('t',): jnp.arange(24.0).reshape(2, 3, 4)})
-    acc = np.asarray(opt.buffers()['accumulator'][('t',)])
+    assert opt.buffers()['accumulator']['t'].shape == (9,)
+    opt.update({'t': jnp.arange(24.0).reshape(2, 3, 4)})
+    acc = np.asarray(opt.buffers()['accumulator']['t'])
     g2 = np.arange(24.0).reshape(2, 3, 4) ** 2
     np.testing.assert_allclose(acc, np.concatenate([g2.max(axis=(1, 2)), g2.max(axis=(0, 2)), g2.max(axis=(0, 1))]))
 
@@ -261,7 +261,7 @@ def test_novograd_groups_and_cycled_momentum():
     opt.add_param_group({'b': b}, weight_decay=0.5)
     g = jnp.array([3.0, 4.0])
     for _ in range(2):
-        opt.update({('a',): g, ('b',): g})
+        opt.update({'a': g, 'b': g})
     expected = {}
     for name, wd in (('a', 0.0), ('b', 0.5)):
         rule, p = novograd(b1=0.5, b2=0.999, eps=1e-8, weight_decay=wd), jnp.array([1.0, 2.0])

@@ -141,7 +141,7 @@ def test_non_strict_load_for_a_model_that_gained_a_parameter():
         opt2.load_state_dict(opt.state_dict())
     report = opt2.load_state_dict(opt.state_dict(), strict=False)
     assert report == {'missing': ['bias'], 'unexpected': []}
-    np.testing.assert_array_equal(opt2.buffers()['exp_avg'][('w',)], opt.buffers()['exp_avg'][('w',)])
+    np.testing.assert_array_equal(opt2.buffers()['exp_avg']['w'], opt.buffers()['exp_avg']['w'])
     assert int(opt2.step_count.value) == 2
 
 

@@ -96,7 +96,7 @@ def test_changing_lr_never_retraces_and_is_applied():
     @brainstate.transform.jit
     def step(g):
         traces.append(1)
-        opt.update({('param_0',): g})
+        opt.update({0: g})
 
     g = jnp.ones(3)
     expected = 0.0
@@ -106,7 +106,7 @@ def test_changing_lr_never_retraces_and_is_applied():
         step(g)
         expected -= lr
         np.testing.assert_allclose(w.value, expected, rtol=1e-6)
-        opt.update({('param_0',): g})      # eager too
+        opt.update({0: g})      # eager too
         expected -= lr
     assert len(traces) == 1
     assert opt._num_traces == 2            # once inside `step`, once for the eager cache
@@ -121,7 +121,7 @@ def test_scheduler_lr_is_read_from_state_without_retracing():
     @brainstate.transform.jit
     def step():
         traces.append(1)
-        opt.update({('param_0',): jnp.ones(())})
+        opt.update({0: jnp.ones(())})
 
     applied = []
     for epoch in range(6):
@@ -143,7 +143,7 @@ def test_scheduler_stepped_inside_jit_and_for_loop():
     @brainstate.transform.jit
     def epochs(n):
         def body(i):
-            opt.update({('param_0',): jnp.ones(())})
+            opt.update({0: jnp.ones(())})
             sched.step()
         brainstate.transform.for_loop(body, n)
 
@@ -156,10 +156,10 @@ def test_scheduler_stepped_inside_jit_and_for_loop():
 def test_attaching_a_scheduler_before_tracing_is_applied():
     w = brainstate.ParamState(jnp.zeros(()))
     opt = bo.SGD(lr=0.1).register_trainable_weights([w])
-    opt.update({('param_0',): jnp.ones(())})           # eager: our own cache may be rebuilt
+    opt.update({0: jnp.ones(())})           # eager: our own cache may be rebuilt
     opt.lr = bo.StepLR(base_lr=2.0, step_size=10)
     assert float(opt.current_lr) == pytest.approx(2.0)
-    opt.update({('param_0',): jnp.ones(())})
+    opt.update({0: jnp.ones(())})
     np.testing.assert_allclose(w.value, -2.1, rtol=1e-6)
     assert opt.lr_scheduler is opt.lr
 
@@ -170,7 +170,7 @@ def test_float64_parameters_stay_float64():
         w = brainstate.ParamState(jnp.ones(3, dtype=jnp.float64))
         v = brainstate.ParamState(jnp.ones(3, dtype=jnp.float32))
         opt = bo.Adam(lr=1e-3).register_trainable_weights([w, v])
-        opt.update({('param_0',): jnp.ones(3, jnp.float64), ('param_1',): jnp.ones(3, jnp.float32)})
+        opt.update({0: jnp.ones(3, jnp.float64), 1: jnp.ones(3, jnp.float32)})
         assert w.value.dtype == jnp.float64 and v.value.dtype == jnp.float32
         assert all(b.dtype == jnp.float32 for b in opt._buffers['exp_avg'].value[1:])
 
@@ -178,6 +178,6 @@ def test_float64_parameters_stay_float64():
 def test_bfloat16_parameters_keep_their_dtype():
     w = brainstate.ParamState(jnp.ones(4, dtype=jnp.bfloat16))
     opt = bo.RMSprop(lr=1e-2).register_trainable_weights([w])
-    opt.update({('param_0',): jnp.ones(4, dtype=jnp.bfloat16)})
+    opt.update({0: jnp.ones(4, dtype=jnp.bfloat16)})
     assert w.value.dtype == jnp.bfloat16
     assert float(w.value[0]) < 1.0

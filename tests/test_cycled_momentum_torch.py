@@ -42,7 +42,7 @@ def test_cycled_momentum_matches_torch(name):
 
         @brainstate.transform.jit
         def step(noise):
-            opt.update({('theta',): curvature * theta.value + noise})
+            opt.update({'theta': curvature * theta.value + noise})
             return theta.value
 
         trajectory = np.stack([np.asarray(step(jnp.asarray(n))) for n in DATA['noise']])

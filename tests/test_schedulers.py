@@ -339,7 +339,7 @@ def test_schedulers_drive_sgd_inside_one_jitted_step():
         for i, (name, sched, w, opt) in enumerate(setups):
             w.value = jnp.zeros(())
             reported.append(opt.current_lr)
-            opt.update({('param_0',): jnp.full((), 2.0)})
+            opt.update({0: jnp.full((), 2.0)})
             applied.append(-w.value / 2.0)
             _advance(sched, row[i])
         return jnp.stack(reported), jnp.stack(applied)

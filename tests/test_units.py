@@ -1,5 +1,7 @@
 """Parameters with physical units (brainunit Quantities)."""
 
+import re
+
 import brainstate
 import brainunit as u
 import jax.numpy as jnp
@@ -55,8 +57,8 @@ def test_quantity_parameter_trains_like_its_mantissa():
     b = bo.Adam(lr=0.1, weight_decay=0.01).register_trainable_weights([plain])
     for step in range(10):
         g = jnp.array([0.3, -1.0, 2.0]) * (step + 1)
-        a.update({('param_0',): g / u.mV})
-        b.update({('param_0',): g})
+        a.update({0: g / u.mV})
+        b.update({0: g})
     np.testing.assert_array_equal(with_unit.value.mantissa, plain.value)
     assert with_unit.value.unit == u.mV
 
@@ -89,8 +91,8 @@ def test_gradient_in_another_scale_of_the_same_unit_is_converted():
     q = brainstate.ParamState(jnp.array([1.0]) * u.mV)
     a = bo.SGD(lr=0.1).register_trainable_weights([p])
     b = bo.SGD(lr=0.1).register_trainable_weights([q])
-    a.update({('param_0',): jnp.array([2.0]) / u.mV})
-    b.update({('param_0',): jnp.array([2000.0]) / u.volt})   # the same gradient, per volt
+    a.update({0: jnp.array([2.0]) / u.mV})
+    b.update({0: jnp.array([2000.0]) / u.volt})   # the same gradient, per volt
     np.testing.assert_allclose(p.value.mantissa, q.value.mantissa, rtol=1e-6)
 
 
@@ -101,7 +103,7 @@ def test_unit_mismatch_raises_naming_the_parameter_and_changes_nothing(grad):
     opt = bo.Adam(lr=0.1).register_trainable_weights(neuron.states(brainstate.ParamState))
     good = brainstate.transform.grad(neuron.loss, opt.param_states)()
     before = (neuron.tau.value, neuron.g.value, opt.buffers()['exp_avg'][('tau',)])
-    with pytest.raises(bo.GradientMismatchError, match="unit mismatch for 'tau'"):
+    with pytest.raises(bo.GradientMismatchError, match=re.escape("unit mismatch for ('tau',)")):
         opt.update({**good, ('tau',): grad})
     assert neuron.tau.value is before[0] and neuron.g.value is before[1]
     assert int(opt.step_count.value) == 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.adabelief import adabelief
-from ._betas import check_betas
 
 
 class AdaBelief(Optimizer):
@@ -30,8 +30,8 @@ class AdaBelief(Optimizer):
         eps: :math:`\epsilon > 0` outside the root, default 1e-16.
         weight_decay: coupled L2 coefficient :math:`\lambda`, default 0.
         eps_root: :math:`\epsilon_{root} \ge 0` added to :math:`s_t` (keyword only), default 1e-16.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -39,24 +39,22 @@ class AdaBelief(Optimizer):
     >>> from braintools_optim.optimizers.adabelief import AdaBelief
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = AdaBelief(lr=0.1, betas=(0.5, 0.5)).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([2.0])})   # m = 1, s = 0.5: -0.1 * 2 / 1
+    >>> opt.update({'w': jnp.array([2.0])})   # m = 1, s = 0.5: -0.1 * 2 / 1
     >>> round(float(w.value[0]), 4)
     0.8
     """
 
-    betas = fixed()
-    eps = fixed()
-    eps_root = fixed()
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-16, weight_decay: float = 0.0, *,
+    hyperparameters = {
+        'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
+        'eps': Hyper(checks.positive),
+        'eps_root': Hyper(checks.non_negative),
+    }
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-16, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None, *,
                  eps_root: float = 1e-16, **options):
-        b1, b2 = check_betas(betas)
-        eps = checks.positive('eps', eps)
-        eps_root = checks.non_negative('eps_root', eps_root)
-        super().__init__(adabelief(b1, b2, eps, eps_root), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(betas=(b1, b2), eps=eps, eps_root=eps_root), **options)
+        super().__init__(**captured(locals()))
 
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum (``OneCycleLR(cycle_momentum=True)``) replaces :math:`\\beta_1`, as in torch."""
-        return adabelief(momentum, self.betas[1], self.eps, self.eps_root)
-
+    @staticmethod
+    def build_rule(h):
+        return adabelief(h.betas[0], h.betas[1], h.eps, h.eps_root)

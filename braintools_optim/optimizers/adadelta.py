@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules import adadelta
 
 
@@ -41,23 +42,28 @@ class Adadelta(Optimizer):
         rho: decay :math:`\rho \in [0, 1)`.
         eps: :math:`\epsilon > 0`.
         weight_decay: coupled L2 coefficient :math:`\lambda` (MXNet's ``wd``).
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     >>> import brainstate, jax.numpy as jnp
     >>> import braintools_optim as bo
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = bo.Adadelta(rho=0.95).register_trainable_weights([w])
-    >>> opt.update({('param_0',): jnp.array([2.0])})
+    >>> opt.update({0: jnp.array([2.0])})
     >>> round(float(w.value[0]), 6)   # 1 - sqrt(1e-6 / (0.05 * 4 + 1e-6)) * 2
     0.995528
     """
 
-    rho = fixed()
-    eps = fixed()
 
-    def __init__(self, lr=1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, **options):
-        rho = checks.unit_interval('rho', rho)
-        eps = checks.positive('eps', eps)
-        super().__init__(adadelta(rho=rho, eps=eps), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(rho=rho, eps=eps), **options)
+    hyperparameters = {
+        'rho': Hyper(checks.unit_interval),
+        'eps': Hyper(checks.positive),
+    }
+
+    def __init__(self, lr=1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
+                 **options):
+        super().__init__(**captured(locals()))
+
+    @staticmethod
+    def build_rule(h):
+        return adadelta(rho=h.rho, eps=h.eps)

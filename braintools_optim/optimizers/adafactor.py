@@ -3,10 +3,27 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.adafactor import adafactor
 
 _DEFAULT_EPS = (1e-30, 1e-3)
+
+
+def _check_eps(name, value):
+    try:
+        eps1, eps2 = value
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a pair (eps1, eps2), got {value!r}") from None
+    return (checks.positive(f'{name}[0]', eps1), checks.positive(f'{name}[1]', eps2))
+
+
+def _check_decay_rate(name, value):
+    value = checks.number(name, value)
+    if value <= 0.0:
+        raise ValueError(f"decay_rate is the exponent c > 0 of beta2_t = 1 - t**(-c) (optax sign); "
+                         f"got {value!r}. HF/torch's -0.8 is decay_rate=0.8 here")
+    return value
 
 
 class Adafactor(Optimizer):
@@ -84,59 +101,47 @@ class Adafactor(Optimizer):
     >>> opt = Adafactor().register_trainable_weights({'w': w})
     >>> sorted(opt.buffers())                         # row and column factors for a matrix
     ['exp_avg_sq', 'exp_avg_sq_col', 'exp_avg_sq_row']
-    >>> opt.update({('w',): jnp.ones((2, 3))})        # step 1: RMS(w) * min(1e-2, 1) * sign(g)
+    >>> opt.update({'w': jnp.ones((2, 3))})        # step 1: RMS(w) * min(1e-2, 1) * sign(g)
     >>> round(float(w.value[0, 0]), 6)
     1.98
     """
 
     weight_decay_mode = 'decoupled'
 
-    eps = fixed()
-    clip_threshold = fixed()
-    decay_rate = fixed()
-    beta1 = fixed()
-    factored = fixed()
-    scale_parameter = fixed()
-    relative_step = fixed()
-    warmup_init = fixed()
 
-    def __init__(self, lr=None, eps=_DEFAULT_EPS, clip_threshold=1.0, decay_rate: float = 0.8,
-                 beta1=None, weight_decay: float = 0.0, factored: bool = True, scale_parameter: bool = True,
+    hyperparameters = {
+        'eps': Hyper(_check_eps),
+        'clip_threshold': Hyper(checks.optional(checks.positive)),
+        'decay_rate': Hyper(_check_decay_rate),
+        'beta1': Hyper(checks.optional(checks.unit_interval), cycled=True),
+        'factored': Hyper(checks.boolean),
+        'scale_parameter': Hyper(checks.boolean),
+        'relative_step': Hyper(checks.boolean),
+        'warmup_init': Hyper(checks.boolean),
+    }
+
+    def __init__(self, lr=None, eps=_DEFAULT_EPS, clip_threshold=1.0, decay_rate: float = 0.8, beta1=None,
+                 weight_decay: float = 0.0, factored: bool = True, grad_clip_norm=None, grad_clip_value=None, *, scale_parameter: bool = True,
                  relative_step: bool = True, warmup_init: bool = False, **options):
-        try:
-            eps1, eps2 = eps
-        except (TypeError, ValueError):
-            raise TypeError(f"eps must be a pair (eps1, eps2), got {eps!r}") from None
-        eps1 = checks.positive('eps[0]', eps1)
-        eps2 = checks.positive('eps[1]', eps2)
-        if not scale_parameter and eps2 != _DEFAULT_EPS[1]:
-            raise ValueError("eps[1] is the floor of the parameter RMS and only acts with "
-                             "scale_parameter=True")
-        clip_threshold = checks.positive('clip_threshold', clip_threshold, allow_none=True)
-        decay_rate = checks._number('decay_rate', decay_rate)
-        if decay_rate <= 0.0:
-            raise ValueError(f"decay_rate is the exponent c > 0 of beta2_t = 1 - t**(-c) (optax sign); "
-                             f"got {decay_rate!r}. HF/torch's -0.8 is decay_rate=0.8 here")
-        if beta1 is not None:
-            beta1 = checks.unit_interval('beta1', beta1)
-        if warmup_init and not relative_step:
+        lr = 1e-2 if lr is None else lr
+        super().__init__(**captured(locals()))
+
+    @classmethod
+    def validate(cls, h):
+        if not h.scale_parameter and h.eps[1] != _DEFAULT_EPS[1]:
+            raise ValueError("eps[1] is the floor of the parameter RMS and only acts with scale_parameter=True")
+        if h.warmup_init and not h.relative_step:
             raise ValueError("warmup_init caps the relative step size and needs relative_step=True")
-        hyper = dict(eps=(eps1, eps2), clip_threshold=clip_threshold, decay_rate=decay_rate, beta1=beta1,
-                     factored=bool(factored), scale_parameter=bool(scale_parameter),
-                     relative_step=bool(relative_step), warmup_init=bool(warmup_init))
-        super().__init__(self._make_rule(hyper, beta1), 1e-2 if lr is None else lr,
-                         weight_decay=weight_decay, hyperparameters=hyper, **options)
+
+    @classmethod
+    def cycle_error(cls, h):
+        if h.beta1 is None:
+            return ("cannot cycle the momentum of Adafactor(beta1=None): it keeps no first moment; "
+                    "construct it with beta1=...")
+        return None
 
     @staticmethod
-    def _make_rule(hyper, beta1):
-        eps1, eps2 = hyper['eps']
-        return adafactor(decay_rate=hyper['decay_rate'], eps1=eps1, eps2=eps2,
-                         clip_threshold=hyper['clip_threshold'], beta1=beta1, factored=hyper['factored'],
-                         scale_parameter=hyper['scale_parameter'], relative_step=hyper['relative_step'],
-                         warmup_init=hyper['warmup_init'])
-
-    def _rule_with_momentum(self, momentum):
-        if self.beta1 is None:
-            raise ValueError("cannot cycle the momentum of Adafactor(beta1=None): it keeps no first "
-                             "moment; construct it with beta1=...")
-        return self._make_rule(self._hyper, momentum)
+    def build_rule(h):
+        return adafactor(decay_rate=h.decay_rate, eps1=h.eps[0], eps2=h.eps[1], clip_threshold=h.clip_threshold,
+                         beta1=h.beta1, factored=h.factored, scale_parameter=h.scale_parameter,
+                         relative_step=h.relative_step, warmup_init=h.warmup_init)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.adagrad import adagrad
 
 
@@ -30,8 +31,8 @@ class Adagrad(Optimizer):
         weight_decay: coupled L2 coefficient :math:`\lambda`, default 0.
         initial_accumulator_value: :math:`s_0 \ge 0`, default 0.
         eps: :math:`\epsilon > 0`, default 1e-10, in the gradient's unit.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -39,19 +40,22 @@ class Adagrad(Optimizer):
     >>> from braintools_optim.optimizers.adagrad import Adagrad
     >>> w = brainstate.ParamState(jnp.array([1.0, -1.0]))
     >>> opt = Adagrad(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([3.0, -0.5])})   # first step: -lr * g / |g|
+    >>> opt.update({'w': jnp.array([3.0, -0.5])})   # first step: -lr * g / |g|
     >>> [round(x, 4) for x in w.value.tolist()]
     [0.9, -0.9]
     """
 
-    lr_decay = fixed()
-    initial_accumulator_value = fixed()
-    eps = fixed()
+
+    hyperparameters = {
+        'lr_decay': Hyper(checks.non_negative),
+        'initial_accumulator_value': Hyper(checks.non_negative),
+        'eps': Hyper(checks.positive),
+    }
 
     def __init__(self, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, **options):
-        hyper = dict(lr_decay=checks.non_negative('lr_decay', lr_decay),
-                     initial_accumulator_value=checks.non_negative('initial_accumulator_value',
-                                                                   initial_accumulator_value),
-                     eps=checks.positive('eps', eps))
-        super().__init__(adagrad(**hyper), lr, weight_decay=weight_decay, hyperparameters=hyper, **options)
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, grad_clip_norm=None, grad_clip_value=None, **options):
+        super().__init__(**captured(locals()))
+
+    @staticmethod
+    def build_rule(h):
+        return adagrad(lr_decay=h.lr_decay, initial_accumulator_value=h.initial_accumulator_value, eps=h.eps)

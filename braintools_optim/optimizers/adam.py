@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules import adam
-
-
-def _check_betas(betas, beta1, beta2):
-    b1, b2 = betas
-    b1 = b1 if beta1 is None else beta1
-    b2 = b2 if beta2 is None else beta2
-    return (checks.unit_interval('betas[0]', b1), checks.unit_interval('betas[1]', b2))
 
 
 class Adam(Optimizer):
@@ -40,15 +34,15 @@ class Adam(Optimizer):
     Args:
         lr: learning rate (float or LRScheduler); for a parameter with a unit,
             the step length in that unit (the ratio :math:`m/\sqrt{v}` is dimensionless).
-        betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``. ``beta1``/``beta2``
-            override them one at a time (braintools spelling).
+        betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``.
+        beta1, beta2: override one of ``betas`` (braintools spelling).
         eps: :math:`\epsilon > 0`, in the gradient's unit.
         weight_decay: coupled L2 coefficient :math:`\lambda`.
         amsgrad: keep the running maximum of :math:`v_t`.
         eps_root: :math:`\epsilon_{root} \ge 0` (optax).
         eps_hat: use the "epsilon hat" form above.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -56,34 +50,28 @@ class Adam(Optimizer):
     >>> import braintools_optim as bo
     >>> w = brainstate.ParamState(jnp.array([1.0, -1.0]))
     >>> opt = bo.Adam(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([0.5, -2.0])})   # first step: -lr * sign(g)
+    >>> opt.update({'w': jnp.array([0.5, -2.0])})   # first step: -lr * sign(g)
     >>> [round(x, 4) for x in w.value.tolist()]
     [0.9, -0.9]
     """
 
-    betas = fixed()
-    eps = fixed()
-    amsgrad = fixed()
-    eps_root = fixed()
-    eps_hat = fixed()
+    hyperparameters = {
+        'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
+        'eps': Hyper(checks.positive),
+        'amsgrad': Hyper(checks.boolean),
+        'eps_root': Hyper(checks.non_negative),
+        'eps_hat': Hyper(checks.boolean),
+    }
+    aliases = {'beta1': ('betas', 0), 'beta2': ('betas', 1)}
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 amsgrad: bool = False, *, beta1=None, beta2=None, eps_root: float = 0.0,
-                 eps_hat: bool = False, **options):
-        b1, b2 = _check_betas(betas, beta1, beta2)
-        eps = checks.positive('eps', eps)
-        eps_root = checks.non_negative('eps_root', eps_root)
-        super().__init__(
-            adam(b1, b2, eps, eps_root=eps_root, amsgrad=bool(amsgrad), eps_hat=bool(eps_hat)), lr,
-            weight_decay=weight_decay,
-            hyperparameters=dict(betas=(b1, b2), eps=eps, amsgrad=bool(amsgrad), eps_root=eps_root,
-                                 eps_hat=bool(eps_hat)),
-            **options)
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), beta1=None, beta2=None, eps: float = 1e-8,
+                 weight_decay: float = 0.0, amsgrad: bool = False, grad_clip_norm=None, grad_clip_value=None, *,
+                 eps_root: float = 0.0, eps_hat: bool = False, **options):
+        super().__init__(**captured(locals()))
 
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum replaces beta1 (torch's OneCycleLR / CyclicLR with Adam)."""
-        return adam(momentum, self.betas[1], self.eps, eps_root=self.eps_root, amsgrad=self.amsgrad,
-                    eps_hat=self.eps_hat)
+    @staticmethod
+    def build_rule(h):
+        return adam(h.betas[0], h.betas[1], h.eps, eps_root=h.eps_root, amsgrad=h.amsgrad, eps_hat=h.eps_hat)
 
 
 class AdamW(Adam):
@@ -99,13 +87,15 @@ class AdamW(Adam):
     schedule multiplier only; MXNet 2.0 by the bias-corrected lr; brainpy not
     at all (see ``docs/conventions.md``).
 
-    Args: as :class:`Adam`, with ``weight_decay`` (default ``1e-2``) decoupled.
+    Args: as :class:`Adam`, with ``weight_decay`` (default ``1e-2``) decoupled; in braintools'
+    positional order ``(lr, betas, eps, weight_decay, grad_clip_norm, grad_clip_value)``, the
+    other settings keyword-only.
 
     >>> import brainstate, jax.numpy as jnp
     >>> import braintools_optim as bo
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = bo.AdamW(lr=0.1, weight_decay=0.5).register_trainable_weights([w])
-    >>> opt.update({('param_0',): jnp.array([0.0])})   # zero gradient: decay only
+    >>> opt.update({0: jnp.array([0.0])})   # zero gradient: decay only
     >>> round(float(w.value[0]), 6)
     0.95
     """
@@ -113,5 +103,6 @@ class AdamW(Adam):
     weight_decay_mode = 'decoupled'
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
-                 amsgrad: bool = False, **kwargs):
-        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad, **kwargs)
+                 grad_clip_norm=None, grad_clip_value=None, *, amsgrad: bool = False, beta1=None, beta2=None,
+                 eps_root: float = 0.0, eps_hat: bool = False, **options):
+        super().__init__(**captured(locals()))

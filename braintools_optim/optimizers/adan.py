@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.adan import adan
-from ._betas import check_betas
 
 
 class Adan(Optimizer):
@@ -33,8 +33,8 @@ class Adan(Optimizer):
         eps: :math:`\epsilon > 0`, default 1e-8, in the gradient's unit.
         weight_decay: decoupled coefficient :math:`\lambda`, default 0.
         eps_root: :math:`\epsilon_{root} \ge 0` inside the root (keyword only), default 0.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -42,26 +42,24 @@ class Adan(Optimizer):
     >>> from braintools_optim.optimizers.adan import Adan
     >>> w = brainstate.ParamState(jnp.array([1.0, -1.0]))
     >>> opt = Adan(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([0.5, -2.0])})   # first step: -lr * sign(g)
+    >>> opt.update({'w': jnp.array([0.5, -2.0])})   # first step: -lr * sign(g)
     >>> [round(x, 4) for x in w.value.tolist()]
     [0.9, -0.9]
     """
 
     weight_decay_mode = 'decoupled'
 
-    betas = fixed()
-    eps = fixed()
-    eps_root = fixed()
 
-    def __init__(self, lr=1e-3, betas=(0.98, 0.92, 0.99), eps: float = 1e-8, weight_decay: float = 0.0, *,
-                 eps_root: float = 0.0, **options):
-        b1, b2, b3 = check_betas(betas, 3)
-        eps = checks.positive('eps', eps)
-        eps_root = checks.non_negative('eps_root', eps_root)
-        super().__init__(adan(b1, b2, b3, eps, eps_root), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(betas=(b1, b2, b3), eps=eps, eps_root=eps_root), **options)
+    hyperparameters = {
+        'betas': Hyper(checks.betas(3), cycled=0),       # a cycling scheduler drives betas[0]
+        'eps': Hyper(checks.positive),
+        'eps_root': Hyper(checks.non_negative),
+    }
 
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum (``OneCycleLR(cycle_momentum=True)``) replaces :math:`\\beta_1`, as in torch."""
-        return adan(momentum, self.betas[1], self.betas[2], self.eps, self.eps_root)
+    def __init__(self, lr=1e-3, betas=(0.98, 0.92, 0.99), eps: float = 1e-8, weight_decay: float = 0.0,
+                 grad_clip_norm=None, grad_clip_value=None, *, eps_root: float = 0.0, **options):
+        super().__init__(**captured(locals()))
 
+    @staticmethod
+    def build_rule(h):
+        return adan(h.betas[0], h.betas[1], h.betas[2], h.eps, h.eps_root)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.fromage import fromage
 
 
@@ -43,17 +44,23 @@ class Fromage(Optimizer):
     >>> from braintools_optim.optimizers.fromage import Fromage
     >>> w = brainstate.ParamState(jnp.array([3.0, 0.0]))
     >>> opt = Fromage(lr=0.75).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([0.0, 7.0])})    # norm 3 is kept: (3, -2.25) / 1.25
+    >>> opt.update({'w': jnp.array([0.0, 7.0])})    # norm 3 is kept: (3, -2.25) / 1.25
     >>> [round(x, 4) for x in w.value.tolist()]
     [2.4, -1.8]
     """
 
-    min_norm = fixed()
 
-    def __init__(self, lr=1.0, momentum: float = 0.0, *, min_norm: float = 1e-6, **options):
+    hyperparameters = {
+        'min_norm': Hyper(checks.positive),
+    }
+
+    def __init__(self, lr=1.0, momentum: float = 0.0, grad_clip_norm=None, grad_clip_value=None, *, min_norm: float = 1e-6, **options):
         if checks.non_negative('momentum', momentum) != 0.0:
-            raise ValueError(
-                f"Fromage has no momentum term; momentum={momentum!r} cannot act. Leave it at 0 "
-                f"(braintools accepted and ignored it).")
-        min_norm = checks.positive('min_norm', min_norm)
-        super().__init__(fromage(min_norm), lr, hyperparameters=dict(min_norm=min_norm), **options)
+            raise ValueError(f"Fromage has no momentum term; momentum={momentum!r} cannot act. Leave it at 0 "
+                             f"(braintools accepted and ignored it).")
+        del momentum
+        super().__init__(**captured(locals()))
+
+    @staticmethod
+    def build_rule(h):
+        return fromage(h.min_norm)

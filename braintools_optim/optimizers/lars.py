@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.lars import lars
 
 
@@ -34,8 +35,8 @@ class Lars(Optimizer):
         trust_coefficient: :math:`c > 0`.
         eps: :math:`\epsilon \ge 0`, in the gradient's unit.
         nesterov: Nesterov momentum (optax ``nesterov``; needs ``momentum > 0``).
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -44,31 +45,35 @@ class Lars(Optimizer):
     >>> w = brainstate.ParamState(jnp.array([3.0, 4.0]))
     >>> opt = Lars(lr=1.0, momentum=0.0, trust_coefficient=0.01, eps=0.0)
     >>> opt = opt.register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([0.0, 2.0])})   # step c * ||w|| along g / ||g||
+    >>> opt.update({'w': jnp.array([0.0, 2.0])})   # step c * ||w|| along g / ||g||
     >>> [round(x, 4) for x in w.value.tolist()]
     [3.0, 3.95]
     """
 
-    momentum = fixed()
-    trust_coefficient = fixed()
-    eps = fixed()
-    nesterov = fixed()
 
-    def __init__(self, lr=1.0, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001, eps: float = 1e-8, nesterov: bool = False, **options):
-        momentum = checks.non_negative('momentum', momentum)
-        trust_coefficient = checks.positive('trust_coefficient', trust_coefficient)
-        eps = checks.non_negative('eps', eps)
-        if nesterov and momentum == 0.0:
+    hyperparameters = {
+        'momentum': Hyper(checks.non_negative, cycled=True),
+        'trust_coefficient': Hyper(checks.positive),
+        'eps': Hyper(checks.non_negative),
+        'nesterov': Hyper(checks.boolean),
+    }
+
+    def __init__(self, lr=1.0, momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 1e-3,
+                 eps: float = 1e-8, grad_clip_norm=None, grad_clip_value=None, *, nesterov: bool = False, **options):
+        super().__init__(**captured(locals()))
+
+    @classmethod
+    def validate(cls, h):
+        if h.nesterov and h.momentum == 0.0:
             raise ValueError("nesterov momentum needs momentum > 0")
-        super().__init__(
-            lars(momentum, trust_coefficient, eps, bool(nesterov)), lr, weight_decay=weight_decay,
-            hyperparameters=dict(momentum=momentum, trust_coefficient=trust_coefficient, eps=eps,
-                                 nesterov=bool(nesterov)),
-            **options)
 
-    def _rule_with_momentum(self, momentum):
-        if self.momentum == 0.0:
-            raise ValueError("cannot cycle the momentum of Lars(momentum=0): it keeps no momentum "
-                             "buffer; construct it with momentum > 0")
-        return lars(momentum, self.trust_coefficient, self.eps, self.nesterov)
+    @classmethod
+    def cycle_error(cls, h):
+        if h.momentum == 0.0:
+            return ("cannot cycle the momentum of Lars(momentum=0): it keeps no momentum buffer; "
+                    "construct it with momentum > 0")
+        return None
+
+    @staticmethod
+    def build_rule(h):
+        return lars(h.momentum, h.trust_coefficient, h.eps, h.nesterov)

@@ -33,10 +33,11 @@ import jax.numpy as jnp
 
 from .. import _checks as checks
 from .. import _units
-from .._gradients import check_gradients, gradient_mantissas
-from .._optimizer import Optimizer, OptimizerState, _contains_tracer, fixed
+from .._gradients import check_gradients, gradient_mantissas, split_gradients
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
+from .._storage import OptimizerState
 from ..rules._base import UpdateRule
-from ..schedulers._base import float_dtype
 
 LINESEARCHES = ('zoom', 'backtracking')
 #: relative tolerance of the approximate-Wolfe decrease test (Hager & Zhang; optax's approx_dec_rtol)
@@ -320,106 +321,90 @@ class LBFGS(Optimizer):
     """
 
     weight_decay_mode = 'coupled'
-    graph_invisible_attrs = ('_registry', '_compiled_fn', '_pending')
 
-    memory_size = fixed()
-    scale_init_precond = fixed()
-    linesearch = fixed()
-    max_linesearch_steps = fixed()
-    c1 = fixed()
-    c2 = fixed()
+    hyperparameters = {
+        'memory_size': Hyper(checks.at_least_int(1), per_group=False),
+        'scale_init_precond': Hyper(checks.boolean, per_group=False),
+        'linesearch': Hyper(checks.optional(checks.one_of(*LINESEARCHES)), per_group=False),
+        'max_linesearch_steps': Hyper(checks.at_least_int(1), per_group=False),
+        'c1': Hyper(checks.positive, per_group=False),
+        'c2': Hyper(checks.positive, per_group=False),
+    }
 
     def __init__(self, lr=1.0, memory_size: int = 10, scale_init_precond: bool = True,
-                 linesearch: Optional[str] = 'zoom', max_linesearch_steps: int = 20, c1: float = 1e-4,
-                 c2: float = 0.9, weight_decay: float = 0.0, **options):
-        if isinstance(memory_size, bool) or int(memory_size) != memory_size or memory_size < 1:
-            raise ValueError(f"memory_size must be an integer >= 1, got {memory_size!r}")
-        if linesearch is not None and linesearch not in LINESEARCHES:
-            raise ValueError(f"linesearch must be 'zoom', 'backtracking' or None, got {linesearch!r}")
-        if (isinstance(max_linesearch_steps, bool) or int(max_linesearch_steps) != max_linesearch_steps
-                or max_linesearch_steps < 1):
-            raise ValueError(f"max_linesearch_steps must be an integer >= 1, got {max_linesearch_steps!r}")
-        c1 = checks.positive('c1', c1)
-        c2 = checks.positive('c2', c2)
-        if not c1 < c2 < 1.0:
-            raise ValueError(f"the Wolfe constants need 0 < c1 < c2 < 1, got c1={c1!r}, c2={c2!r}")
-        if linesearch is None and (max_linesearch_steps != 20 or c1 != 1e-4 or c2 != 0.9):
-            raise ValueError("max_linesearch_steps, c1 and c2 configure the line search; "
-                             "LBFGS(linesearch=None) has none")
-        if linesearch == 'backtracking' and c2 != 0.9:
-            raise ValueError("c2 is the curvature (Wolfe) constant of the 'zoom' line search; "
-                             "'backtracking' only tests sufficient decrease (c1)")
-        if linesearch is not None:
-            clipping = [name for name in ('grad_clip_norm', 'grad_clip_value') if options.get(name) is not None]
-            if options.get('rescale_grad', 1.0) != 1.0:
+                 linesearch: Optional[str] = 'zoom', grad_clip_norm=None, grad_clip_value=None, *,
+                 max_linesearch_steps: int = 20, c1: float = 1e-4, c2: float = 0.9, weight_decay: float = 0.0,
+                 **options):
+        super().__init__(**captured(locals()))
+        if self.linesearch is not None:
+            clipping = [name for name in ('grad_clip_norm', 'grad_clip_value') if self._options[name] is not None]
+            if self._options['rescale_grad'] != 1.0:
                 clipping.append('rescale_grad')
-            if options.get('accumulate_steps', 1) != 1:
+            if self._options['accumulate_steps'] != 1:
                 clipping.append('accumulate_steps')
             if clipping:
                 raise ValueError(f"{', '.join(clipping)} would make the search direction disagree with "
                                  f"the objective the line search measures (value_fn at the current "
                                  f"parameters); use them with linesearch=None")
-        hyper = dict(memory_size=int(memory_size), scale_init_precond=bool(scale_init_precond),
-                     linesearch=linesearch, max_linesearch_steps=int(max_linesearch_steps), c1=c1, c2=c2)
-        super().__init__(_lbfgs_rule(int(memory_size)), lr, weight_decay=weight_decay,
-                         hyperparameters=hyper, **options)
-        self.rho = OptimizerState(jnp.zeros((int(memory_size),), float_dtype()), name='LBFGS.rho')
-        self.last_stepsize = OptimizerState(jnp.zeros((), float_dtype()), name='LBFGS.last_stepsize')
+        dtype = checks.float_dtype()
+        self.rho = OptimizerState(jnp.zeros((self.memory_size,), dtype), name='LBFGS.rho')
+        self.last_stepsize = OptimizerState(jnp.zeros((), dtype), name='LBFGS.last_stepsize')
         self.linesearch_evals = OptimizerState(jnp.zeros((), jnp.int32), name='LBFGS.linesearch_evals')
-        self._pending = None
-        self._compiled_fn = None
+
+    @classmethod
+    def validate(cls, h):
+        if not h.c1 < h.c2 < 1.0:
+            raise ValueError(f"the Wolfe constants need 0 < c1 < c2 < 1, got c1={h.c1!r}, c2={h.c2!r}")
+        if h.linesearch is None and (h.max_linesearch_steps != 20 or h.c1 != 1e-4 or h.c2 != 0.9):
+            raise ValueError("max_linesearch_steps, c1 and c2 configure the line search; "
+                             "LBFGS(linesearch=None) has none")
+        if h.linesearch == 'backtracking' and h.c2 != 0.9:
+            raise ValueError("c2 is the curvature (Wolfe) constant of the 'zoom' line search; "
+                             "'backtracking' only tests sufficient decrease (c1)")
+
+    @staticmethod
+    def build_rule(h):
+        return _lbfgs_rule(h.memory_size)
 
     def _extra_states(self):
         return {'rho': self.rho, 'last_stepsize': self.last_stepsize, 'linesearch_evals': self.linesearch_evals}
 
-    def _register(self, param_states, prefix, group):
+    def register_trainable_weights(self, param_states, prefix=None):
         if len(self._registry) and int(self.step_count.value) > 0:
             raise RuntimeError("L-BFGS's stored curvature pairs span all registered parameters; register "
                                "every parameter before the first update, or build a new LBFGS")
-        return super()._register(param_states, prefix, group)
+        return super().register_trainable_weights(param_states, prefix)
 
     # ------------------------------------------------------------------ update
-    def update(self, grads, value=None, value_fn=None) -> None:
-        """One L-BFGS iteration; see the class docstring for ``value`` and ``value_fn``."""
+    def _update_arguments(self, kwargs):
+        """``update(grads, value=None, value_fn=None)``; see the class docstring."""
+        unknown = sorted(set(kwargs) - {'value', 'value_fn'})
+        if unknown:
+            raise TypeError(f"LBFGS.update got unexpected argument(s) {', '.join(unknown)}")
+        value, value_fn = kwargs.get('value'), kwargs.get('value_fn')
         if self.linesearch is None:
             if value is not None or value_fn is not None:
                 raise ValueError("value and value_fn are used by the line search; LBFGS(linesearch=None) "
                                  "has none: call update(grads)")
-        elif value_fn is None:
+            return {}, {}
+        if value_fn is None:
             raise ValueError(f"LBFGS(linesearch={self.linesearch!r}) evaluates the loss at trial points: "
                              f"call update(grads, value=loss, value_fn=loss_fn), or build it with "
                              f"linesearch=None")
-        elif not callable(value_fn):
+        if not callable(value_fn):
             raise TypeError(f"value_fn must be a function of no arguments returning the loss, got "
                             f"{type(value_fn).__name__}")
-        if not len(self._registry):
-            raise RuntimeError("LBFGS.update called before register_trainable_weights")
-        grads = self._registry.leaf_grads(grads)
-        if _contains_tracer(grads) or _contains_tracer(value):
-            self._traced_by_caller = True
-            self._run(grads, value, value_fn)
-            return
-        check_gradients(self._registry.keys(), [s.value for s in self._registry.states()], grads)
-        if self._compiled_step is None or self._compiled_fn is not value_fn:
-            self._compiled_step = brainstate.transform.jit(lambda g, v: self._run(g, v, value_fn))
-            self._compiled_fn = value_fn
-        self._compiled_step(grads, value)
+        return {'value_fn': value_fn}, ({} if value is None else {'value': value})
 
-    step = update
-
-    def _run(self, grads, value, value_fn) -> None:
-        self._pending = (value, value_fn)
-        try:
-            self._step(grads)
-        finally:
-            self._pending = None
-
-    def _compute_updates(self, grads, params, groups, group_lrs, count, old_buffers):
-        self._rules_for_step()                  # refuses a cycled momentum: L-BFGS has none
+    def _compute_updates(self, grads, params, lrs, count, extra):
         dtype = self.rho.value.dtype
         m = self.memory_size
         k = count - 1                           # 0-based iteration
-        decays = [self._groups[group]['weight_decay'] for group in groups]
+        trainable = self._trainable
+        groups = [self._groups[self._membership[i]] for i in trainable]
+        mults = [self._mults[i] for i in trainable]
+        decays = [self._decay_for(g, mult[1]) for g, mult in zip(groups, mults)]
+        old_buffers = self._buffers_per_param()
 
         # 1. the newest pair (s, y), kept if it has positive curvature
         s = [p - q for p, q in zip(params, old_buffers['prev_param'])]
@@ -445,33 +430,37 @@ class LBFGS(Optimizer):
         # a non-descent direction (numerically) falls back to the scaled gradient
         descent = slope < 0.0
         h_grad = [jnp.where(descent, h, (capped * g).astype(g.dtype)) for h, g in zip(h_grad, grads)]
-        direction = [-group_lrs[group].astype(h.dtype) * h for h, group in zip(h_grad, groups)]
+        param_lrs = [lrs[g.index] * mult[0] if mult[0] != 1.0 else lrs[g.index] for g, mult in zip(groups, mults)]
+        direction = [-lr.astype(h.dtype) * h for h, lr in zip(h_grad, param_lrs)]
 
         # 3. the step size
         if self.linesearch is None:
             stepsize, evals = jnp.ones((), dtype), jnp.zeros((), jnp.int32)
         else:
-            stepsize, evals = self._line_search(params, grads, direction, decays, dtype)
+            stepsize, evals = self._line_search(params, grads, direction, decays, dtype, extra)
             rho = jnp.where(stepsize > 0.0, rho, jnp.zeros_like(rho))   # failed: restart the memory
 
-        new_params = [self._apply_delta(p, stepsize.astype(p.dtype) * d, group_lrs, group)
-                      for p, d, group in zip(params, direction, groups)]
+        new_params = [self._apply_delta(p, stepsize.astype(p.dtype) * d, g, lrs[g.index], mult)
+                      for p, d, g, mult in zip(params, direction, groups, mults)]
         new_buffers = {'diff_params': diff_params, 'diff_grads': diff_grads, 'prev_param': list(params),
                        'prev_grad': list(grads)}
-        return new_params, new_buffers, {'rho': rho, 'last_stepsize': stepsize, 'linesearch_evals': evals}
+        return (new_params, self._stored_from_per_param(new_buffers),
+                {'rho': rho, 'last_stepsize': stepsize, 'linesearch_evals': evals})
 
     # ------------------------------------------------------------------ line search
-    def _line_search(self, params, grads, direction, decays, dtype):
-        value, value_fn = self._pending
-        keys = self._registry.keys()
-        states = self._registry.states()
-        originals = [state.value for state in states]
+    def _line_search(self, params, grads, direction, decays, dtype, extra):
+        value, value_fn = extra.get('value'), extra['value_fn']
+        registered = self._registry.params
+        trainable = self._trainable
+        handles = [registered[i].handle for i in trainable]
+        originals = [handle.value for handle in handles]
         units = [_units.split(v)[1] for v in originals]
+        grad_states = self.param_states
 
         def penalty(values):
             total = jnp.zeros((), dtype)
             for x, decay in zip(values, decays):
-                if decay != 0.0:
+                if decay is not None:
                     total = total + (0.5 * decay * jnp.sum(x * x)).astype(dtype)
             return total
 
@@ -483,21 +472,22 @@ class LBFGS(Optimizer):
 
         def at_trial(alpha, with_grad):
             trial = [p + alpha.astype(p.dtype) * d for p, d in zip(params, direction)]
-            for state, x, unit in zip(states, trial, units):
-                state.value = _units.merge(x, unit)
+            for handle, x, unit in zip(handles, trial, units):
+                handle.value = _units.merge(x, unit)
             if with_grad:
-                grad_fn = brainstate.transform.grad(value_fn, grad_states=dict(zip(keys, states)),
-                                                    return_value=True)
+                grad_fn = brainstate.transform.grad(value_fn, grad_states=grad_states, return_value=True)
                 trial_grads, raw = grad_fn()
-                target = check_gradients(keys, [s.value for s in states], trial_grads)
-                mantissas = gradient_mantissas(keys, trial_grads, target)
-                mantissas = [g + decay * x if decay != 0.0 else g
+                per_param = split_gradients(self._registry, trial_grads, self._frozen)
+                values = self._registry.values()
+                target = check_gradients(registered, values, per_param, trainable)
+                mantissas = gradient_mantissas(per_param, trainable, target)
+                mantissas = [g + decay.astype(g.dtype) * x if decay is not None else g
                              for g, x, decay in zip(mantissas, trial, decays)]
                 result = loss_value(raw) + penalty(trial), tree_dot(mantissas, direction, dtype)
             else:
                 result = loss_value(value_fn()) + penalty(trial)
-            for state, original in zip(states, originals):
-                state.value = original
+            for handle, original in zip(handles, originals):
+                handle.value = original
             return result
 
         f0 = loss_value(value_fn() if value is None else value) + penalty(params)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from .._optimizer import Optimizer, fixed
+from .. import _checks as checks
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.lion import lion
-from ._betas import check_betas
 
 
 class Lion(Optimizer):
@@ -30,8 +31,8 @@ class Lion(Optimizer):
             the parameter's unit.
         betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``, default (0.9, 0.99).
         weight_decay: decoupled coefficient :math:`\lambda`, default 0.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -39,21 +40,21 @@ class Lion(Optimizer):
     >>> from braintools_optim.optimizers.lion import Lion
     >>> w = brainstate.ParamState(jnp.array([1.0, -1.0]))
     >>> opt = Lion(lr=0.01).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([0.001, -50.0])})   # -lr * sign(g)
+    >>> opt.update({'w': jnp.array([0.001, -50.0])})   # -lr * sign(g)
     >>> [round(x, 4) for x in w.value.tolist()]
     [0.99, -0.99]
     """
 
     weight_decay_mode = 'decoupled'
 
-    betas = fixed()
 
-    def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0, **options):
-        b1, b2 = check_betas(betas)
-        super().__init__(lion(b1, b2), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(betas=(b1, b2)), **options)
+    hyperparameters = {
+        'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
+    }
 
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum (``OneCycleLR(cycle_momentum=True)``) replaces :math:`\\beta_1`, as in torch."""
-        return lion(momentum, self.betas[1])
+    def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None, **options):
+        super().__init__(**captured(locals()))
 
+    @staticmethod
+    def build_rule(h):
+        return lion(h.betas[0], h.betas[1])

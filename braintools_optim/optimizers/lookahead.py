@@ -9,10 +9,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks as checks
-from .. import _units
+from .. import _keys, _units
 from .._checkpointing import STATE_DICT_VERSION
-from .._optimizer import Optimizer, OptimizerState, _contains_tracer
-from .._registry import path_str
+from .._optimizer import Optimizer, _contains_tracer
+from .._storage import OptimizerState
 
 _REFUSED = ('lr', 'weight_decay', 'grad_clip_norm', 'grad_clip_value', 'param_clip_value', 'rescale_grad',
             'skip_nonfinite')
@@ -62,8 +62,8 @@ class Lookahead(brainstate.graph.Node):
     >>> from braintools_optim.optimizers.lookahead import Lookahead
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = Lookahead(SGD(lr=0.1), sync_period=2, alpha=0.5).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([1.0])})     # fast step: 0.9
-    >>> opt.update({('w',): jnp.array([1.0])})     # fast 0.8, then sync: 1 + 0.5 * (0.8 - 1)
+    >>> opt.update({'w': jnp.array([1.0])})     # fast step: 0.9
+    >>> opt.update({'w': jnp.array([1.0])})     # fast 0.8, then sync: 1 + 0.5 * (0.8 - 1)
     >>> round(float(w.value[0]), 4)
     0.9
     """
@@ -131,8 +131,22 @@ class Lookahead(brainstate.graph.Node):
             raise RuntimeError("Lookahead.update has already been compiled into a traced function; "
                                "register every weight before the first traced update")
 
+    def _inner_handles(self):
+        inner = self.base_optimizer
+        if isinstance(inner, Lookahead):
+            return inner._inner_handles()
+        params = inner._registry.params
+        return [params[i].handle for i in inner._trainable]
+
+    def _inner_params(self):
+        inner = self.base_optimizer
+        if isinstance(inner, Lookahead):
+            return inner._inner_params()
+        params = inner._registry.params
+        return [params[i] for i in inner._trainable]
+
     def _rebuild_slow(self) -> None:
-        states = self.base_optimizer._registry.states()
+        states = self._inner_handles()
         position = {id(state): i for i, state in enumerate(self._slow_owner)}
         old = self.slow_params.value
         self.slow_params.value = [old[position[id(s)]] if id(s) in position
@@ -181,7 +195,7 @@ class Lookahead(brainstate.graph.Node):
     # ------------------------------------------------------------------ update
     def update(self, grads, **kwargs) -> None:
         """One inner step with ``grads`` (and any extra inner ``update`` arguments), then a sync every ``k``."""
-        states = self.base_optimizer._registry.states()
+        states = self._inner_handles()
         if not states:
             raise RuntimeError("Lookahead.update called before register_trainable_weights")
         if len(states) != len(self._slow_owner) or any(a is not b for a, b in zip(states, self._slow_owner)):
@@ -199,7 +213,9 @@ class Lookahead(brainstate.graph.Node):
             self._compiled_key = key
         self._compiled(grads, dynamic)
 
-    step = update
+    def step(self, *args, **kwargs) -> None:
+        """The torch / braintools spelling of :meth:`update`."""
+        return self.update(*args, **kwargs)
 
     def _step(self, grads, **kwargs) -> None:
         inner = self.base_optimizer
@@ -221,14 +237,13 @@ class Lookahead(brainstate.graph.Node):
     def buffers(self) -> Dict[str, Dict[Any, Any]]:
         """The inner optimizer's buffers plus ``slow_params`` (with the parameters' units)."""
         out = self.base_optimizer.buffers()
-        keys = self.base_optimizer._registry.keys()
-        out['slow_params'] = {key: _units.merge(slow, _units.split(state.value)[1])
-                              for key, state, slow in zip(keys, self._slow_owner, self.slow_params.value)}
+        out['slow_params'] = {param.ident: _units.merge(slow, _units.split(param.handle.value)[1])
+                              for param, slow in zip(self._inner_params(), self.slow_params.value)}
         return out
 
     def state_dict(self) -> Dict[str, Any]:
         """The inner optimizer's ``state_dict`` plus the slow weights and the sync counter."""
-        keys = [path_str(k) for k in self.base_optimizer._registry.keys()]
+        keys = [_keys.encode(p.key, p.leaf_path) for p in self._inner_params()]
         return {'format_version': STATE_DICT_VERSION, 'optimizer': 'Lookahead',
                 'inner': self.base_optimizer.state_dict(),
                 'slow_params': dict(zip(keys, map(np.asarray, self.slow_params.value))),
@@ -238,7 +253,7 @@ class Lookahead(brainstate.graph.Node):
         """Restore :meth:`state_dict` output; raises (changing nothing) if it does not fit."""
         if state.get('format_version') != STATE_DICT_VERSION or state.get('optimizer') != 'Lookahead':
             raise ValueError("not a Lookahead state_dict of this format version")
-        keys = [path_str(k) for k in self.base_optimizer._registry.keys()]
+        keys = [_keys.encode(p.key, p.leaf_path) for p in self._inner_params()]
         saved = state['slow_params']
         if set(saved) != set(keys):
             raise ValueError(f"state_dict slow_params are for {sorted(saved)}, not {sorted(keys)}")

@@ -3,9 +3,32 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.muon import ADJUST_LR_FNS, NS_COEFFICIENTS, muon
-from ._betas import check_betas
+
+
+def _check_coefficients(name, value):
+    try:
+        coefficients = tuple(checks.number(f'{name}[{i}]', c) for i, c in enumerate(value))
+    except TypeError:
+        raise TypeError(f"{name} must be three numbers (a, b, c), got {value!r}") from None
+    if len(coefficients) != 3:
+        raise ValueError(f"{name} must be three numbers (a, b, c), got {value!r}")
+    return coefficients
+
+
+def _check_ns_steps(name, value):
+    if isinstance(value, bool) or int(value) != value or not 1 <= value < 100:
+        raise ValueError(f"{name} must be an integer in [1, 100), got {value!r}")
+    return int(value)
+
+
+def _check_adjust(name, value):
+    adjust = 'original' if value is None else value
+    if adjust not in ADJUST_LR_FNS:
+        raise ValueError(f"{name} must be None, 'original' or 'match_rms_adamw', got {value!r}")
+    return adjust
 
 
 class Muon(Optimizer):
@@ -71,7 +94,7 @@ class Muon(Optimizer):
     >>> w = brainstate.ParamState(jnp.zeros((4, 4)))
     >>> b = brainstate.ParamState(jnp.zeros(4))
     >>> opt = Muon(lr=0.1, weight_decay=0.0).register_trainable_weights({'w': w, 'b': b})
-    >>> opt.update({('w',): jnp.diag(jnp.array([4.0, 1.0, 0.5, 0.25])), ('b',): jnp.ones(4)})
+    >>> opt.update({'w': jnp.diag(jnp.array([4.0, 1.0, 0.5, 0.25])), 'b': jnp.ones(4)})
     >>> bool(jnp.all(jnp.diag(w.value) < -0.05))      # every direction moves, not just the largest
     True
     >>> [round(x, 4) for x in b.value.tolist()]        # the vector took an Adam step
@@ -80,45 +103,25 @@ class Muon(Optimizer):
 
     weight_decay_mode = 'decoupled'
 
-    momentum = fixed()
-    nesterov = fixed()
-    ns_coefficients = fixed()
-    eps = fixed()
-    ns_steps = fixed()
-    adjust_lr_fn = fixed()
-    bias_correction = fixed()
-    adam_betas = fixed()
-    adam_eps = fixed()
+
+    hyperparameters = {
+        'momentum': Hyper(checks.unit_interval, cycled=True),
+        'nesterov': Hyper(checks.boolean),
+        'ns_coefficients': Hyper(_check_coefficients),
+        'eps': Hyper(checks.positive),
+        'ns_steps': Hyper(_check_ns_steps),
+        'adjust_lr_fn': Hyper(_check_adjust),
+        'bias_correction': Hyper(checks.boolean),
+        'adam_betas': Hyper(checks.betas(2)),
+        'adam_eps': Hyper(checks.positive),
+    }
 
     def __init__(self, lr=1e-3, weight_decay: float = 0.1, momentum: float = 0.95, nesterov: bool = True,
-                 ns_coefficients=NS_COEFFICIENTS, eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn=None,
-                 *, bias_correction: bool = False, adam_betas=(0.9, 0.999), adam_eps: float = 1e-8,
-                 **options):
-        momentum = checks.unit_interval('momentum', momentum)
-        try:
-            coefficients = tuple(checks._number(f'ns_coefficients[{i}]', c)
-                                 for i, c in enumerate(ns_coefficients))
-        except TypeError:
-            raise TypeError(f"ns_coefficients must be three numbers (a, b, c), got {ns_coefficients!r}") from None
-        if len(coefficients) != 3:
-            raise ValueError(f"ns_coefficients must be three numbers (a, b, c), got {ns_coefficients!r}")
-        if isinstance(ns_steps, bool) or int(ns_steps) != ns_steps or not 1 <= ns_steps < 100:
-            raise ValueError(f"ns_steps must be an integer in [1, 100), got {ns_steps!r}")
-        adjust = 'original' if adjust_lr_fn is None else adjust_lr_fn
-        if adjust not in ADJUST_LR_FNS:
-            raise ValueError(f"adjust_lr_fn must be None, 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}")
-        hyper = dict(momentum=momentum, nesterov=bool(nesterov), ns_coefficients=coefficients,
-                     eps=checks.positive('eps', eps), ns_steps=int(ns_steps), adjust_lr_fn=adjust,
-                     bias_correction=bool(bias_correction), adam_betas=check_betas(adam_betas),
-                     adam_eps=checks.positive('adam_eps', adam_eps))
-        super().__init__(self._make_rule(hyper, momentum), lr, weight_decay=weight_decay,
-                         hyperparameters=hyper, **options)
+                 ns_coefficients=NS_COEFFICIENTS, eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn=None, grad_clip_norm=None, grad_clip_value=None,
+                 *, bias_correction: bool = False, adam_betas=(0.9, 0.999), adam_eps: float = 1e-8, **options):
+        super().__init__(**captured(locals()))
 
     @staticmethod
-    def _make_rule(hyper, momentum):
-        return muon(momentum, hyper['nesterov'], hyper['ns_coefficients'], hyper['ns_steps'], hyper['eps'],
-                    hyper['adjust_lr_fn'], hyper['bias_correction'], hyper['adam_betas'], hyper['adam_eps'])
-
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum replaces Muon's :math:`\\mu` (the Adam fallback keeps its betas)."""
-        return self._make_rule(self._hyper, momentum)
+    def build_rule(h):
+        return muon(h.momentum, h.nesterov, h.ns_coefficients, h.ns_steps, h.eps, h.adjust_lr_fn,
+                    h.bias_correction, h.adam_betas, h.adam_eps)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.nadam import nadam
-from ._betas import check_betas
 
 
 class Nadam(Optimizer):
@@ -34,8 +34,8 @@ class Nadam(Optimizer):
         eps: :math:`\epsilon > 0`, default 1e-8, in the gradient's unit.
         weight_decay: coupled L2 coefficient :math:`\lambda`, default 0.
         momentum_decay: :math:`\psi \ge 0`, default 4e-3.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -43,28 +43,25 @@ class Nadam(Optimizer):
     >>> from braintools_optim.optimizers.nadam import Nadam
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = Nadam(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([2.0])})
+    >>> opt.update({'w': jnp.array([2.0])})
     >>> round(float(w.value[0]), 4)      # 1 - 0.1 * (1 + 0.1 * mu_2 / (1 - mu_1 mu_2))
     0.8944
     """
 
-    betas = fixed()
-    eps = fixed()
-    momentum_decay = fixed()
+
+    hyperparameters = {
+        'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
+        'eps': Hyper(checks.positive),
+        'momentum_decay': Hyper(checks.non_negative),
+    }
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 momentum_decay: float = 4e-3, **options):
-        b1, b2 = check_betas(betas)
-        eps = checks.positive('eps', eps)
-        momentum_decay = checks.non_negative('momentum_decay', momentum_decay)
-        super().__init__(nadam(b1, b2, eps, momentum_decay), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(betas=(b1, b2), eps=eps, momentum_decay=momentum_decay),
-                         **options)
+                 momentum_decay: float = 4e-3, grad_clip_norm=None, grad_clip_value=None, **options):
+        super().__init__(**captured(locals()))
 
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum (``OneCycleLR(cycle_momentum=True)``) replaces :math:`\\beta_1`, as in torch."""
-        return nadam(momentum, self.betas[1], self.eps, self.momentum_decay)
-
+    @staticmethod
+    def build_rule(h):
+        return nadam(h.betas[0], h.betas[1], h.eps, h.momentum_decay)
 
 
 class NAdamW(Nadam):
@@ -84,7 +81,7 @@ class NAdamW(Nadam):
     >>> from braintools_optim.optimizers.nadam import NAdamW
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = NAdamW(lr=0.1, weight_decay=0.5).register_trainable_weights([w])
-    >>> opt.update({('param_0',): jnp.array([0.0])})   # zero gradient: decay only
+    >>> opt.update({0: jnp.array([0.0])})   # zero gradient: decay only
     >>> round(float(w.value[0]), 6)
     0.95
     """
@@ -92,9 +89,8 @@ class NAdamW(Nadam):
     weight_decay_mode = 'decoupled'
 
     def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
-                 momentum_decay: float = 4e-3, **options):
-        super().__init__(lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         momentum_decay=momentum_decay, **options)
+                 momentum_decay: float = 4e-3, grad_clip_norm=None, grad_clip_value=None, **options):
+        super().__init__(**captured(locals()))
 
 
 NAdam = Nadam  # torch spelling

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.novograd import novograd
-from ._betas import check_betas
 
 
 class Novograd(Optimizer):
@@ -37,8 +36,8 @@ class Novograd(Optimizer):
         betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``, default (0.9, 0.999).
         eps: :math:`\epsilon > 0`, default 1e-8, in the gradient's unit.
         weight_decay: in-rule coefficient :math:`\lambda`, default 0.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -46,7 +45,7 @@ class Novograd(Optimizer):
     >>> from braintools_optim.optimizers.novograd import Novograd
     >>> w = brainstate.ParamState(jnp.array([1.0, 1.0]))
     >>> opt = Novograd(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([3.0, 4.0])})   # -lr * g / ||g||
+    >>> opt.update({'w': jnp.array([3.0, 4.0])})   # -lr * g / ||g||
     >>> [round(x, 4) for x in w.value.tolist()]
     [0.94, 0.92]
     """
@@ -54,20 +53,16 @@ class Novograd(Optimizer):
     #: neither 'coupled' nor 'decoupled': the engine leaves the decay to the rule.
     weight_decay_mode = 'in_rule'
 
-    betas = fixed()
-    eps = fixed()
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+    hyperparameters = {
+        'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
+        'eps': Hyper(checks.positive),
+    }
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
                  **options):
-        b1, b2 = check_betas(betas)
-        eps = checks.positive('eps', eps)
-        weight_decay = checks.non_negative('weight_decay', weight_decay)
-        super().__init__(novograd(b1, b2, eps, weight_decay), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(betas=(b1, b2), eps=eps), **options)
+        super().__init__(**captured(locals()))
 
-    def _rules_for_step(self):
-        """One rule per parameter group, with the group's weight decay (it lives in the rule)
-        and, under ``OneCycleLR(cycle_momentum=True)``, the cycled :math:`\\beta_1`."""
-        b1, b2 = self.betas
-        return self._group_rules(lambda wd, beta1: novograd(b1 if beta1 is None else beta1, b2, self.eps, wd))
-
+    @staticmethod
+    def build_rule(h):
+        return novograd(h.betas[0], h.betas[1], h.eps, h.get('weight_decay', 0.0))

@@ -7,10 +7,17 @@ import math
 import jax.numpy as jnp
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, OptimizerState, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
+from .._storage import OptimizerState
 from ..rules.prodigy import PRODIGY_RULE, prodigy_step
-from ..schedulers._base import float_dtype
-from ._betas import check_betas
+
+
+def _check_growth_rate(name, value):
+    value = float(value)
+    if not value > 1.0:
+        raise ValueError(f"{name} must be > 1 (or inf), got {value!r}")
+    return value
 
 
 class Prodigy(Optimizer):
@@ -54,8 +61,8 @@ class Prodigy(Optimizer):
         growth_rate: :math:`\rho > 1` (or ``inf``), the largest factor by which :math:`d` may grow per step.
         safeguard_warmup: use :math:`d` instead of :math:`\ell` in ``s`` (for warm-up schedules).
         use_bias_correction: the factor :math:`b_t` (``False``: :math:`b_t = 1`).
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -64,7 +71,7 @@ class Prodigy(Optimizer):
     >>> w = brainstate.ParamState(jnp.array([4.0, -3.0]))
     >>> opt = Prodigy().register_trainable_weights({'w': w})
     >>> for _ in range(30):
-    ...     opt.update({('w',): w.value})            # gradient of ||w||^2 / 2
+    ...     opt.update({'w': w.value})            # gradient of ||w||^2 / 2
     >>> bool(opt.d.value > 1e-2)                      # d grew from 1e-6 towards the distance
     True
     """
@@ -72,48 +79,45 @@ class Prodigy(Optimizer):
     #: decoupled (scaled by d * lr * b_t), applied by the algorithm, not by the engine.
     weight_decay_mode = 'in_rule'
 
-    betas = fixed()
-    beta3 = fixed()
-    eps = fixed()
-    d0 = fixed()
-    d_coef = fixed()
-    growth_rate = fixed()
-    safeguard_warmup = fixed()
-    use_bias_correction = fixed()
+
+    hyperparameters = {
+        'betas': Hyper(checks.betas(2)),
+        'beta3': Hyper(checks.optional(checks.unit_interval)),
+        'eps': Hyper(checks.positive),
+        'd0': Hyper(checks.positive),
+        'd_coef': Hyper(checks.positive),
+        'growth_rate': Hyper(_check_growth_rate),
+        'safeguard_warmup': Hyper(checks.boolean),
+        'use_bias_correction': Hyper(checks.boolean),
+    }
 
     def __init__(self, lr=1.0, betas=(0.9, 0.999), beta3=None, eps: float = 1e-8, weight_decay: float = 0.0,
-                 d0: float = 1e-6, d_coef: float = 1.0, growth_rate: float = math.inf,
-                 safeguard_warmup: bool = False, use_bias_correction: bool = True, **options):
-        b1, b2 = check_betas(betas)
-        if beta3 is not None:
-            beta3 = checks.unit_interval('beta3', beta3)
-        growth_rate = float(growth_rate)
-        if not growth_rate > 1.0:
-            raise ValueError(f"growth_rate must be > 1 (or inf), got {growth_rate!r}")
-        hyper = dict(betas=(b1, b2), beta3=beta3, eps=checks.positive('eps', eps),
-                     d0=checks.positive('d0', d0), d_coef=checks.positive('d_coef', d_coef),
-                     growth_rate=growth_rate, safeguard_warmup=bool(safeguard_warmup),
-                     use_bias_correction=bool(use_bias_correction))
-        super().__init__(PRODIGY_RULE, lr, weight_decay=weight_decay, hyperparameters=hyper, **options)
-        self.d = OptimizerState(jnp.asarray(hyper['d0'], float_dtype()), name='Prodigy.d')
-        self.d_numerator = OptimizerState(jnp.zeros((), float_dtype()), name='Prodigy.d_numerator')
+                 d0: float = 1e-6, d_coef: float = 1.0, growth_rate: float = math.inf, safeguard_warmup: bool = False,
+                 use_bias_correction: bool = True, grad_clip_norm=None, grad_clip_value=None, **options):
+        super().__init__(**captured(locals()))
+        self.d = OptimizerState(jnp.asarray(self.d0, checks.float_dtype()), name='Prodigy.d')
+        self.d_numerator = OptimizerState(jnp.zeros((), checks.float_dtype()), name='Prodigy.d_numerator')
+
+    @staticmethod
+    def build_rule(h):
+        return PRODIGY_RULE
 
     def _extra_states(self):
         return {'d': self.d, 'd_numerator': self.d_numerator}
 
-    def _compute_updates(self, grads, params, groups, group_lrs, count, old_buffers):
-        scheduler = self._scheduler
-        if scheduler is not None and getattr(scheduler, 'cycle_momentum', False):
-            raise ValueError("Prodigy's beta1 cannot be cycled by the scheduler; build it with "
-                             "cycle_momentum=False")
-        lrs = [group_lrs[group] for group in groups]
-        decays = [self._groups[group]['weight_decay'] for group in groups]
+    def _compute_updates(self, grads, params, lrs, count, extra):
+        """One Prodigy step over every trainable parameter (all groups share ``d``)."""
+        groups = [self._groups[self._membership[i]] for i in self._trainable]
+        mults = [self._mults[i] for i in self._trainable]
+        param_lrs = [lrs[g.index] * m[0] if m[0] != 1.0 else lrs[g.index] for g, m in zip(groups, mults)]
+        decays = [self._decay_for(g, m[1]) for g, m in zip(groups, mults)]
+        h = self._default_group.settings
         deltas, new_buffers, d, numerator = prodigy_step(
-            grads, params, old_buffers, lrs, decays, count, self.d.value, self.d_numerator.value,
-            betas=self.betas, beta3=self.beta3, eps=self.eps, d0=self.d0, d_coef=self.d_coef,
-            growth_rate=self.growth_rate, safeguard_warmup=self.safeguard_warmup,
-            use_bias_correction=self.use_bias_correction)
+            grads, params, self._buffers_per_param(), param_lrs, [0.0 if x is None else x for x in decays],
+            count, self.d.value, self.d_numerator.value, betas=h.betas, beta3=h.beta3, eps=h.eps, d0=h.d0,
+            d_coef=h.d_coef, growth_rate=h.growth_rate, safeguard_warmup=h.safeguard_warmup,
+            use_bias_correction=h.use_bias_correction)
         # weight_decay_mode 'in_rule': _apply_delta only adds the delta and clips the parameter.
-        new_params = [self._apply_delta(p, delta, group_lrs, group)
-                      for p, delta, group in zip(params, deltas, groups)]
-        return new_params, new_buffers, {'d': d, 'd_numerator': numerator}
+        new_params = [self._apply_delta(p, delta, g, lrs[g.index], m)
+                      for p, delta, g, m in zip(params, deltas, groups, mults)]
+        return new_params, self._stored_from_per_param(new_buffers), {'d': d, 'd_numerator': numerator}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.radam import radam
-from ._betas import check_betas
 
 
 class RAdam(Optimizer):
@@ -37,8 +37,8 @@ class RAdam(Optimizer):
         betas: :math:`(\beta_1, \beta_2)`, each in ``[0, 1)``, default (0.9, 0.999).
         eps: :math:`\epsilon > 0`, default 1e-8, in the gradient's unit.
         weight_decay: coupled L2 coefficient :math:`\lambda`, default 0.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -46,22 +46,21 @@ class RAdam(Optimizer):
     >>> from braintools_optim.optimizers.radam import RAdam
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = RAdam(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([2.0])})   # step 1 is not rectified: -lr * g
+    >>> opt.update({'w': jnp.array([2.0])})   # step 1 is not rectified: -lr * g
     >>> round(float(w.value[0]), 4)
     0.8
     """
 
-    betas = fixed()
-    eps = fixed()
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
+    hyperparameters = {
+        'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
+        'eps': Hyper(checks.positive),
+    }
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
                  **options):
-        b1, b2 = check_betas(betas)
-        eps = checks.positive('eps', eps)
-        super().__init__(radam(b1, b2, eps), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(betas=(b1, b2), eps=eps), **options)
+        super().__init__(**captured(locals()))
 
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum (``OneCycleLR(cycle_momentum=True)``) replaces :math:`\\beta_1`, as in torch."""
-        return radam(momentum, self.betas[1], self.eps)
-
+    @staticmethod
+    def build_rule(h):
+        return radam(h.betas[0], h.betas[1], h.eps)

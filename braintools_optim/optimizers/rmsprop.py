@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, cycles_momentum, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules import rmsprop
 from ..rules.rmsprop import EPS_PLACEMENTS
 
@@ -42,49 +43,39 @@ class RMSprop(Optimizer):
         centered: normalise by the variance estimate instead of the second moment.
         eps_placement: ``'outside'``, ``'inside'`` or ``'both'``.
         initial_accumulator_value: :math:`v_0` (TF1 / optax ``initial_scale``).
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     >>> import brainstate, jax.numpy as jnp
     >>> import braintools_optim as bo
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = bo.RMSprop(lr=0.01).register_trainable_weights([w])
-    >>> opt.update({('param_0',): jnp.array([2.0])})
+    >>> opt.update({0: jnp.array([2.0])})
     >>> round(float(w.value[0]), 5)   # 1 - 0.01 * 2 / sqrt(0.01 * 4)
     0.9
     """
 
-    alpha = fixed()
-    eps = fixed()
-    momentum = fixed()
-    centered = fixed()
-    eps_placement = fixed()
-    initial_accumulator_value = fixed()
+
+    hyperparameters = {
+        'alpha': Hyper(checks.unit_interval),
+        'eps': Hyper(checks.positive),
+        'momentum': Hyper(checks.non_negative, cycled=True),
+        'centered': Hyper(checks.boolean),
+        'eps_placement': Hyper(checks.one_of(*EPS_PLACEMENTS)),
+        'initial_accumulator_value': Hyper(checks.non_negative),
+    }
 
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
-                 momentum: float = 0.0, centered: bool = False, *, eps_placement: str = 'outside',
+                 momentum: float = 0.0, centered: bool = False, grad_clip_norm=None, grad_clip_value=None, *, eps_placement: str = 'outside',
                  initial_accumulator_value: float = 0.0, **options):
-        alpha = checks.unit_interval('alpha', alpha)
-        eps = checks.positive('eps', eps)
-        momentum = checks.non_negative('momentum', momentum)
-        initial = checks.non_negative('initial_accumulator_value', initial_accumulator_value)
-        if eps_placement not in EPS_PLACEMENTS:
-            raise ValueError(f"eps_placement must be one of {EPS_PLACEMENTS}, got {eps_placement!r}")
-        hyper = dict(alpha=alpha, eps=eps, momentum=momentum, centered=bool(centered),
-                     eps_placement=eps_placement, initial_accumulator_value=initial)
-        # A momentum-cycling scheduler drives momentum even from 0 (torch), so keep a buffer then.
-        buffered = momentum if momentum or not cycles_momentum(lr) else 1.0
-        super().__init__(rmsprop(**{**hyper, 'momentum': buffered}), lr, weight_decay=weight_decay,
-                         hyperparameters=hyper, **options)
+        super().__init__(**captured(locals()))
 
-    def _rule_with_momentum(self, momentum):
-        if 'momentum_buffer' not in self._rule.buffer_names:
-            raise ValueError("cannot cycle the momentum of RMSprop(momentum=0) whose scheduler was attached "
-                             "after construction: it keeps no momentum buffer; pass the scheduler as "
-                             "lr= when constructing it, or construct it with momentum > 0")
-        hyper = {name: getattr(self, name) for name in ('alpha', 'eps', 'centered', 'eps_placement',
-                                                        'initial_accumulator_value')}
-        return rmsprop(momentum=momentum, **hyper)
+    @staticmethod
+    def build_rule(h):
+        # A momentum-cycling scheduler drives momentum even from 0 (torch): the engine then builds the
+        # rule with the cycled value, so a momentum buffer is kept.
+        return rmsprop(alpha=h.alpha, eps=h.eps, momentum=h.momentum, centered=h.centered,
+                       eps_placement=h.eps_placement, initial_accumulator_value=h.initial_accumulator_value)
 
 
 RMSProp = RMSprop

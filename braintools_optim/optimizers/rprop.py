@@ -3,8 +3,37 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.rprop import rprop
+
+
+def _pair(name, value):
+    try:
+        values = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a pair of numbers, got {value!r}") from None
+    if len(values) != 2:
+        raise ValueError(f"{name} must have 2 entries, got {value!r}")
+    return values
+
+
+def _check_etas(name, value):
+    eta_minus, eta_plus = _pair(name, value)
+    eta_minus = checks.positive(f'{name}[0]', eta_minus)
+    eta_plus = checks.positive(f'{name}[1]', eta_plus)
+    if not eta_minus < 1.0 < eta_plus:
+        raise ValueError(f"{name} must satisfy 0 < {name}[0] < 1 < {name}[1], got {value!r}")
+    return (eta_minus, eta_plus)
+
+
+def _check_step_sizes(name, value):
+    min_step, max_step = _pair(name, value)
+    min_step = checks.non_negative(f'{name}[0]', min_step)
+    max_step = checks.positive(f'{name}[1]', max_step)
+    if min_step > max_step:
+        raise ValueError(f"{name} must satisfy {name}[0] <= {name}[1], got {value!r}")
+    return (min_step, max_step)
 
 
 class Rprop(Optimizer):
@@ -47,8 +76,8 @@ class Rprop(Optimizer):
         step_sizes: :math:`(\Delta_{min}, \Delta_{max})`, :math:`0 \le \Delta_{min} \le \Delta_{max}`,
             default (1e-6, 50), in the parameter's unit.
         weight_decay: coupled L2 coefficient :math:`\lambda` (keyword only), default 0.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -56,41 +85,26 @@ class Rprop(Optimizer):
     >>> from braintools_optim.optimizers.rprop import Rprop
     >>> w = brainstate.ParamState(jnp.array([1.0, 1.0]))
     >>> opt = Rprop(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([1.0, 1.0])})     # first step: -lr * sign(g)
-    >>> opt.update({('w',): jnp.array([1.0, -1.0])})    # same sign: 0.12; flip: no move
+    >>> opt.update({'w': jnp.array([1.0, 1.0])})     # first step: -lr * sign(g)
+    >>> opt.update({'w': jnp.array([1.0, -1.0])})    # same sign: 0.12; flip: no move
     >>> [round(x, 4) for x in w.value.tolist()]
     [0.78, 0.9]
     >>> opt.lr = 0.05                                   # halves every step size
-    >>> opt.update({('w',): jnp.array([1.0, 1.0])})     # 0.12 * 1.2 / 2 and 0.05 * 1 / 2
+    >>> opt.update({'w': jnp.array([1.0, 1.0])})     # 0.12 * 1.2 / 2 and 0.05 * 1 / 2
     >>> [round(x, 4) for x in w.value.tolist()]
     [0.708, 0.875]
     """
 
-    etas = fixed()
-    step_sizes = fixed()
 
-    def __init__(self, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), *, weight_decay: float = 0.0,
+    hyperparameters = {
+        'etas': Hyper(_check_etas),
+        'step_sizes': Hyper(_check_step_sizes),
+    }
+
+    def __init__(self, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), grad_clip_norm=None, grad_clip_value=None, *, weight_decay: float = 0.0,
                  **options):
-        eta_minus, eta_plus = _pair('etas', etas)
-        eta_minus = checks.positive('etas[0]', eta_minus)
-        eta_plus = checks.positive('etas[1]', eta_plus)
-        if not eta_minus < 1.0 < eta_plus:
-            raise ValueError(f"etas must satisfy 0 < etas[0] < 1 < etas[1], got {etas!r}")
-        min_step, max_step = _pair('step_sizes', step_sizes)
-        min_step = checks.non_negative('step_sizes[0]', min_step)
-        max_step = checks.positive('step_sizes[1]', max_step)
-        if min_step > max_step:
-            raise ValueError(f"step_sizes must satisfy step_sizes[0] <= step_sizes[1], got {step_sizes!r}")
-        super().__init__(rprop(eta_minus, eta_plus, min_step, max_step), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(etas=(eta_minus, eta_plus), step_sizes=(min_step, max_step)),
-                         **options)
+        super().__init__(**captured(locals()))
 
-
-def _pair(name, value):
-    try:
-        values = tuple(value)
-    except TypeError:
-        raise TypeError(f"{name} must be a pair of numbers, got {value!r}") from None
-    if len(values) != 2:
-        raise ValueError(f"{name} must have 2 entries, got {value!r}")
-    return values
+    @staticmethod
+    def build_rule(h):
+        return rprop(h.etas[0], h.etas[1], h.step_sizes[0], h.step_sizes[1])

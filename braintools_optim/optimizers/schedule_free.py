@@ -7,14 +7,14 @@ from typing import Any, Dict
 
 from .. import _checks as checks
 from .. import _units
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.schedule_free import averaged_point, schedule_free_adamw, schedule_free_sgd
-from ._betas import check_betas
 
 
-def _check_warmup(warmup_steps) -> int:
+def _check_warmup(name, warmup_steps) -> int:
     if isinstance(warmup_steps, bool) or int(warmup_steps) != warmup_steps or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+        raise ValueError(f"{name} must be an integer >= 0, got {warmup_steps!r}")
     return int(warmup_steps)
 
 
@@ -26,26 +26,41 @@ def _check_interpolation(name, value) -> float:
     return value
 
 
+def _check_betas(name, value) -> tuple:
+    b1, b2 = checks.betas(2)(name, value)
+    return (_check_interpolation(f'{name}[0]', b1), b2)
+
+
 class _ScheduleFree(Optimizer):
     """Evaluation at the averaged point, shared by both Schedule-Free optimizers."""
 
-    _interpolation = 0.9
+    #: eval_params() belongs to the optimizer: a group of another optimizer cannot offer it
+    groupable = False
     _in_eval = False
 
+    @staticmethod
+    def _interpolation(h) -> float:
+        """The interpolation coefficient of a group's settings."""
+        raise NotImplementedError
+
     def _averaged_values(self):
-        out = []
-        for state, z in zip(self._registry.states(), self._buffer_values('z')):
-            y, unit = _units.split(state.value)
-            out.append(_units.merge(averaged_point(y, z, self._interpolation).astype(y.dtype), unit))
+        params = self._registry.params
+        out = {}
+        for g, storage in self._storage.items():
+            beta = self._interpolation(self._groups[g].settings)
+            for i, z in zip(storage.members, storage.values('z')):
+                y, unit = _units.split(params[i].handle.value)
+                out[i] = _units.merge(averaged_point(y, z, beta).astype(y.dtype), unit)
         return out
 
     def averaged_params(self) -> Dict[Any, Any]:
-        r"""The evaluation point :math:`x = (y - (1-\beta)z)/\beta` of every parameter.
+        r"""The evaluation point :math:`x = (y - (1-\beta)z)/\beta` of every trainable parameter.
 
-        Keyed like :attr:`param_states`, with each parameter's unit. Nothing
-        is written; see :meth:`eval_params` to evaluate a model there.
+        Keyed like :meth:`buffers` (the State's key), with each parameter's
+        unit. Nothing is written; see :meth:`eval_params` to evaluate a model there.
         """
-        return dict(zip(self._registry.keys(), self._averaged_values()))
+        params = self._registry.params
+        return {params[i].ident: value for i, value in self._averaged_values().items()}
 
     @contextlib.contextmanager
     def eval_params(self):
@@ -64,31 +79,30 @@ class _ScheduleFree(Optimizer):
         """
         if self._in_eval:
             raise RuntimeError("eval_params() is already active")
-        states = self._registry.states()
-        saved = [state.value for state in states]
-        for state, x in zip(states, self._averaged_values()):
-            state.value = x
+        params = self._registry.params
+        averaged = self._averaged_values()
+        saved = {i: params[i].handle.value for i in averaged}
+        for i, x in averaged.items():
+            params[i].handle.value = x
         self._in_eval = True
         try:
             yield self
         finally:
-            for state, value in zip(states, saved):
-                state.value = value
+            for i, value in saved.items():
+                params[i].handle.value = value
             self._in_eval = False
 
-    def update(self, grads) -> None:
+    def _update_arguments(self, kwargs):
         if self._in_eval:
             raise RuntimeError(f"{type(self).__name__}.update inside eval_params(): the ParamStates hold "
                                f"the averaged point x there, not the training point y; leave the "
                                f"block before updating")
-        super().update(grads)
+        return super()._update_arguments(kwargs)
 
-    step = update
-
-    def _rule_with_momentum(self, momentum):
-        raise ValueError(f"{type(self).__name__}'s interpolation coefficient cannot be cycled: the "
-                         f"averaged point is recovered from y and z with a fixed value; build the "
-                         f"scheduler with cycle_momentum=False")
+    @classmethod
+    def cycle_error(cls, h):
+        return (f"{cls.__name__}'s interpolation coefficient cannot be cycled: the averaged point is "
+                f"recovered from y and z with a fixed value; build the scheduler with cycle_momentum=False")
 
 
 class ScheduleFreeSGD(_ScheduleFree):
@@ -123,8 +137,8 @@ class ScheduleFreeSGD(_ScheduleFree):
         weight_decay: coupled L2 coefficient :math:`\lambda` (gradient taken at :math:`y`).
         warmup_steps: linear warm-up length :math:`W \ge 0` (0: none).
         weight_lr_power: averaging-weight power :math:`p`.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -133,7 +147,7 @@ class ScheduleFreeSGD(_ScheduleFree):
     >>> w = brainstate.ParamState(jnp.array([1.0]))
     >>> opt = ScheduleFreeSGD(lr=0.5, momentum=0.5).register_trainable_weights({'w': w})
     >>> for _ in range(2):
-    ...     opt.update({('w',): w.value})            # gradient of w**2 / 2
+    ...     opt.update({'w': w.value})            # gradient of w**2 / 2
     >>> round(float(w.value[0]), 4)                   # y, the training point
     0.3125
     >>> with opt.eval_params():
@@ -143,21 +157,23 @@ class ScheduleFreeSGD(_ScheduleFree):
     0.3125
     """
 
-    momentum = fixed()
-    warmup_steps = fixed()
-    weight_lr_power = fixed()
+    hyperparameters = {
+        'momentum': Hyper(_check_interpolation),
+        'warmup_steps': Hyper(_check_warmup),
+        'weight_lr_power': Hyper(checks.non_negative),
+    }
 
     def __init__(self, lr=1.0, momentum: float = 0.9, weight_decay: float = 0.0, warmup_steps: int = 0,
-                 weight_lr_power: float = 2.0, **options):
-        momentum = _check_interpolation('momentum', momentum)
-        warmup_steps = _check_warmup(warmup_steps)
-        weight_lr_power = checks.non_negative('weight_lr_power', weight_lr_power)
-        self._interpolation = momentum
-        super().__init__(schedule_free_sgd(momentum, weight_lr_power, warmup_steps), lr,
-                         weight_decay=weight_decay,
-                         hyperparameters=dict(momentum=momentum, warmup_steps=warmup_steps,
-                                              weight_lr_power=weight_lr_power),
-                         **options)
+                 weight_lr_power: float = 2.0, grad_clip_norm=None, grad_clip_value=None, **options):
+        super().__init__(**captured(locals()))
+
+    @staticmethod
+    def _interpolation(h) -> float:
+        return h.momentum
+
+    @staticmethod
+    def build_rule(h):
+        return schedule_free_sgd(h.momentum, h.weight_lr_power, h.warmup_steps)
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
@@ -194,8 +210,8 @@ class ScheduleFreeAdamW(_ScheduleFree):
         weight_decay: decoupled in-rule coefficient :math:`\lambda`.
         warmup_steps: linear warm-up length :math:`W \ge 0` (0: none).
         weight_lr_power: averaging-weight power :math:`p`.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -203,7 +219,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
     >>> from braintools_optim.optimizers.schedule_free import ScheduleFreeAdamW
     >>> w = brainstate.ParamState(jnp.array([1.0, -1.0]))
     >>> opt = ScheduleFreeAdamW(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([2.0, -0.5])})       # first step: y = x = z = w - lr * sign(g)
+    >>> opt.update({'w': jnp.array([2.0, -0.5])})       # first step: y = x = z = w - lr * sign(g)
     >>> [round(x, 4) for x in w.value.tolist()]
     [0.9, -0.9]
     >>> sorted(opt.averaged_params()) == sorted(opt.param_states)
@@ -213,32 +229,23 @@ class ScheduleFreeAdamW(_ScheduleFree):
     #: decoupled, but applied inside the rule (to z), not by the engine.
     weight_decay_mode = 'in_rule'
 
-    betas = fixed()
-    eps = fixed()
-    warmup_steps = fixed()
-    weight_lr_power = fixed()
+    hyperparameters = {
+        'betas': Hyper(_check_betas),
+        'eps': Hyper(checks.positive),
+        'warmup_steps': Hyper(_check_warmup),
+        'weight_lr_power': Hyper(checks.non_negative),
+    }
 
     def __init__(self, lr=0.0025, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 warmup_steps: int = 0, weight_lr_power: float = 2.0, **options):
-        b1, b2 = check_betas(betas)
-        b1 = _check_interpolation('betas[0]', b1)
-        eps = checks.positive('eps', eps)
-        weight_decay = checks.non_negative('weight_decay', weight_decay)
-        warmup_steps = _check_warmup(warmup_steps)
-        weight_lr_power = checks.non_negative('weight_lr_power', weight_lr_power)
-        self._interpolation = b1
-        super().__init__(schedule_free_adamw(b1, b2, eps, weight_decay, weight_lr_power, warmup_steps), lr,
-                         weight_decay=weight_decay,
-                         hyperparameters=dict(betas=(b1, b2), eps=eps, warmup_steps=warmup_steps,
-                                              weight_lr_power=weight_lr_power),
-                         **options)
+                 warmup_steps: int = 0, weight_lr_power: float = 2.0, grad_clip_norm=None, grad_clip_value=None,
+                 **options):
+        super().__init__(**captured(locals()))
 
-    def _rules_for_step(self):
-        b1, b2 = self.betas
+    @staticmethod
+    def _interpolation(h) -> float:
+        return h.betas[0]
 
-        def make(weight_decay, cycled):
-            if cycled is not None:
-                self._rule_with_momentum(cycled)      # raises: the interpolation cannot be cycled
-            return schedule_free_adamw(b1, b2, self.eps, weight_decay, self.weight_lr_power, self.warmup_steps)
-
-        return self._group_rules(make)
+    @staticmethod
+    def build_rule(h):
+        return schedule_free_adamw(h.betas[0], h.betas[1], h.eps, h.get('weight_decay', 0.0), h.weight_lr_power,
+                                   h.warmup_steps)

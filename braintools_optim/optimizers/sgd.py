@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, cycles_momentum, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules import sgd
 
 
@@ -28,8 +29,8 @@ class SGD(Optimizer):
         dampening: :math:`\tau \in [0, 1]` (torch).
         nesterov: Nesterov momentum (needs ``momentum > 0`` and ``dampening = 0``).
         weight_decay: coupled L2 coefficient :math:`\lambda`.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -37,36 +38,31 @@ class SGD(Optimizer):
     >>> import braintools_optim as bo
     >>> w = brainstate.ParamState(jnp.array([1.0, -1.0]))
     >>> opt = bo.SGD(lr=0.1, momentum=0.9).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([1.0, 1.0])})
+    >>> opt.update({'w': jnp.array([1.0, 1.0])})
     >>> [round(x, 6) for x in w.value.tolist()]
     [0.9, -1.1]
     """
 
-    momentum = fixed()
-    dampening = fixed()
-    nesterov = fixed()
+    hyperparameters = {
+        'momentum': Hyper(checks.non_negative, cycled=True),
+        'dampening': Hyper(lambda name, v: checks.unit_interval(name, v, include_one=True)),
+        'nesterov': Hyper(checks.boolean),
+    }
 
-    def __init__(self, lr=1e-3, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                 dampening: float = 0.0, **options):
-        momentum = checks.non_negative('momentum', momentum)
-        dampening = checks.unit_interval('dampening', dampening, include_one=True)
-        if nesterov and (momentum == 0.0 or dampening != 0.0):
+    def __init__(self, lr=1e-3, momentum: float = 0.0, weight_decay: float = 0.0, nesterov: bool = False,
+                 grad_clip_norm=None, grad_clip_value=None, *, dampening: float = 0.0, **options):
+        super().__init__(**captured(locals()))
+
+    @classmethod
+    def validate(cls, h):
+        if h.nesterov and (h.momentum == 0.0 or h.dampening != 0.0):
             raise ValueError("nesterov momentum needs momentum > 0 and dampening = 0")
-        # A scheduler that cycles momentum (torch's OneCycleLR/CyclicLR default) drives it even
-        # from momentum=0, as in torch, so the rule then keeps a momentum buffer.
-        buffered = momentum if momentum or not cycles_momentum(lr) else 1.0
-        super().__init__(
-            sgd(momentum=buffered, dampening=dampening, nesterov=bool(nesterov)), lr,
-            weight_decay=weight_decay,
-            hyperparameters=dict(momentum=momentum, dampening=dampening, nesterov=bool(nesterov)),
-            **options)
 
-    def _rule_with_momentum(self, momentum):
-        if 'momentum_buffer' not in self._rule.buffer_names:
-            raise ValueError("cannot cycle the momentum of SGD(momentum=0) whose scheduler was attached "
-                             "after construction: it keeps no momentum buffer; pass the scheduler as "
-                             "lr= when constructing it, or construct it with momentum > 0")
-        return sgd(momentum=momentum, dampening=self.dampening, nesterov=self.nesterov)
+    @staticmethod
+    def build_rule(h):
+        # A scheduler that cycles momentum (torch's OneCycleLR/CyclicLR default) drives it even from
+        # momentum=0, as in torch: the engine then builds the rule with the cycled value.
+        return sgd(momentum=h.momentum, dampening=h.dampening, nesterov=h.nesterov)
 
 
 class Momentum(SGD):
@@ -77,8 +73,9 @@ class Momentum(SGD):
     0.9
     """
 
-    def __init__(self, lr=1e-3, momentum: float = 0.9, weight_decay: float = 0.0, **options):
-        super().__init__(lr, momentum=momentum, nesterov=False, weight_decay=weight_decay, **options)
+    def __init__(self, lr=1e-3, momentum: float = 0.9, weight_decay: float = 0.0, grad_clip_norm=None,
+                 grad_clip_value=None, **options):
+        super().__init__(**captured(locals()), nesterov=False)
 
 
 class MomentumNesterov(SGD):
@@ -89,5 +86,6 @@ class MomentumNesterov(SGD):
     True
     """
 
-    def __init__(self, lr=1e-3, momentum: float = 0.9, weight_decay: float = 0.0, **options):
-        super().__init__(lr, momentum=momentum, nesterov=True, weight_decay=weight_decay, **options)
+    def __init__(self, lr=1e-3, momentum: float = 0.9, weight_decay: float = 0.0, grad_clip_norm=None,
+                 grad_clip_value=None, **options):
+        super().__init__(**captured(locals()), nesterov=True)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.sm3 import sm3
 
 
@@ -34,8 +35,8 @@ class SM3(Optimizer):
         momentum: :math:`\beta \in [0, 1)`, default 0.9.
         eps: :math:`\epsilon > 0` inside the root, default 1e-8, in the gradient's unit squared.
         weight_decay: coupled L2 coefficient :math:`\lambda`, default 0.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -43,25 +44,28 @@ class SM3(Optimizer):
     >>> from braintools_optim.optimizers.sm3 import SM3
     >>> w = brainstate.ParamState(jnp.ones((3, 4)))
     >>> opt = SM3(lr=0.1, momentum=0.0).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.full((3, 4), 2.0)})     # first step: -lr * sign(g)
-    >>> round(float(w.value[0, 0]), 4), opt.buffers()['accumulator'][('w',)].shape
+    >>> opt.update({'w': jnp.full((3, 4), 2.0)})     # first step: -lr * sign(g)
+    >>> round(float(w.value[0, 0]), 4), opt.buffers()['accumulator']['w'].shape
     (0.9, (7,))
     """
 
-    momentum = fixed()
-    eps = fixed()
 
-    def __init__(self, lr=1.0, momentum: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0,
+    hyperparameters = {
+        'momentum': Hyper(checks.unit_interval, cycled=True),
+        'eps': Hyper(checks.positive),
+    }
+
+    def __init__(self, lr=1.0, momentum: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
                  **options):
-        momentum = checks.unit_interval('momentum', momentum)
-        eps = checks.positive('eps', eps)
-        super().__init__(sm3(momentum, eps), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(momentum=momentum, eps=eps), **options)
+        super().__init__(**captured(locals()))
 
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum (``OneCycleLR(cycle_momentum=True)``) replaces ``momentum``."""
-        if self.momentum == 0.0:
-            raise ValueError("cannot cycle the momentum of SM3(momentum=0): it keeps no momentum "
-                             "buffer; construct it with momentum > 0")
-        return sm3(momentum, self.eps)
+    @classmethod
+    def cycle_error(cls, h):
+        if h.momentum == 0.0:
+            return ("cannot cycle the momentum of SM3(momentum=0): it keeps no momentum buffer; "
+                    "construct it with momentum > 0")
+        return None
 
+    @staticmethod
+    def build_rule(h):
+        return sm3(h.momentum, h.eps)

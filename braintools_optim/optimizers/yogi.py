@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from .. import _checks as checks
-from .._optimizer import Optimizer, fixed
+from .._hyper import Hyper, captured
+from .._optimizer import Optimizer
 from ..rules.yogi import yogi
-from ._betas import check_betas
 
 
 class Yogi(Optimizer):
@@ -32,8 +32,8 @@ class Yogi(Optimizer):
         weight_decay: coupled L2 coefficient :math:`\lambda`, default 0.
         eps_root: :math:`\epsilon_{root} \ge 0` inside the root (keyword only), default 0.
         initial_accumulator_value: :math:`a \ge 0` (keyword only), default 1e-6.
-        **options: ``grad_clip_norm``, ``grad_clip_value``, ``param_clip_value``,
-            ``rescale_grad``, ``skip_nonfinite`` (see :class:`Optimizer`).
+        grad_clip_norm, grad_clip_value: gradient clipping (see :class:`Optimizer`).
+        **options: the engine's other options (see :class:`Optimizer`).
 
     Example:
 
@@ -41,26 +41,23 @@ class Yogi(Optimizer):
     >>> from braintools_optim.optimizers.yogi import Yogi
     >>> w = brainstate.ParamState(jnp.array([1.0, -1.0]))
     >>> opt = Yogi(lr=0.1).register_trainable_weights({'w': w})
-    >>> opt.update({('w',): jnp.array([0.5, -2.0])})   # about -lr * sign(g)
+    >>> opt.update({'w': jnp.array([0.5, -2.0])})   # about -lr * sign(g)
     >>> [round(x, 2) for x in w.value.tolist()]
     [0.9, -0.9]
     """
 
-    betas = fixed()
-    eps = fixed()
-    eps_root = fixed()
-    initial_accumulator_value = fixed()
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-3, weight_decay: float = 0.0, *,
+    hyperparameters = {
+        'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
+        'eps': Hyper(checks.positive),
+        'eps_root': Hyper(checks.non_negative),
+        'initial_accumulator_value': Hyper(checks.non_negative),
+    }
+
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-3, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None, *,
                  eps_root: float = 0.0, initial_accumulator_value: float = 1e-6, **options):
-        b1, b2 = check_betas(betas)
-        hyper = dict(eps=checks.positive('eps', eps), eps_root=checks.non_negative('eps_root', eps_root),
-                     initial_accumulator_value=checks.non_negative('initial_accumulator_value',
-                                                                   initial_accumulator_value))
-        super().__init__(yogi(b1, b2, **hyper), lr, weight_decay=weight_decay,
-                         hyperparameters=dict(betas=(b1, b2), **hyper), **options)
+        super().__init__(**captured(locals()))
 
-    def _rule_with_momentum(self, momentum):
-        """A cycled momentum (``OneCycleLR(cycle_momentum=True)``) replaces :math:`\\beta_1`, as in torch."""
-        return yogi(momentum, self.betas[1], self.eps, self.eps_root, self.initial_accumulator_value)
-
+    @staticmethod
+    def build_rule(h):
+        return yogi(h.betas[0], h.betas[1], h.eps, h.eps_root, h.initial_accumulator_value)

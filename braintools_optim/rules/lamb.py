@@ -60,7 +60,7 @@ def lamb(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-6, weight_decay: fl
         exp_avg_sq = b2 * buffers['exp_avg_sq'] + (1.0 - b2) * grad * grad
         direction = (exp_avg / bias_correction(b1, t)) / (jnp.sqrt(exp_avg_sq / bias_correction(b2, t)) + eps)
         if not is_zero(weight_decay):
-            direction = direction + weight_decay * param
+            direction = direction + scalar(weight_decay, direction.dtype) * param
         delta = -as_dtype(lr, dtype) * trust_ratio(param, direction) * direction
         return delta, {'exp_avg': exp_avg, 'exp_avg_sq': exp_avg_sq}
 

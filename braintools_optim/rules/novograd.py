@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from ._base import UpdateRule, as_dtype
+from ._base import UpdateRule, as_dtype, is_zero
 from ._scheduled import scalar
 
 
@@ -53,8 +53,8 @@ def novograd(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, weight_decay
         averaged = (1.0 - b2) * norm_sq + b2 * buffers['exp_avg_sq']
         exp_avg_sq = jnp.where(buffers['exp_avg_sq'] == 0, norm_sq, averaged)
         normalised = grad / (jnp.sqrt(exp_avg_sq) + eps)
-        if weight_decay != 0.0:
-            normalised = normalised + weight_decay * param
+        if not is_zero(weight_decay):
+            normalised = normalised + scalar(weight_decay, dtype) * param
         exp_avg = scalar(b1, dtype) * buffers['exp_avg'] + normalised
         return -as_dtype(lr, dtype) * exp_avg, {'exp_avg': exp_avg, 'exp_avg_sq': exp_avg_sq}
 

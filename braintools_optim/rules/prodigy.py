@@ -27,7 +27,8 @@ from typing import Dict, List, Sequence
 
 import jax.numpy as jnp
 
-from ._base import UpdateRule, as_dtype, bias_correction
+from ._base import UpdateRule, as_dtype, bias_correction, is_zero
+from ._scheduled import scalar
 
 BUFFER_NAMES = ('exp_avg', 'exp_avg_sq', 's', 'p0')
 BUFFER_UNITS = {'exp_avg': (1, 1), 'exp_avg_sq': (2, 2), 's': (1, 2), 'p0': (0, 1)}
@@ -101,7 +102,7 @@ def prodigy_step(grads: Sequence, params: Sequence, buffers: Dict[str, List], lr
         dlr = dlrs[i].astype(param.dtype)
         step = new['exp_avg'][i] / (jnp.sqrt(new['exp_avg_sq'][i]) + new_d.astype(param.dtype) * eps)
         delta = -dlr * step
-        if weight_decays[i] != 0.0:
-            delta = delta - weight_decays[i] * dlr * param
+        if not is_zero(weight_decays[i]):
+            delta = delta - scalar(weight_decays[i], param.dtype) * dlr * param
         deltas.append(delta)
     return deltas, new, new_d, d_numerator

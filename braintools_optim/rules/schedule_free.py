@@ -32,6 +32,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from ._base import UpdateRule, as_dtype, bias_correction, is_zero
+from ._scheduled import scalar
 
 
 def averaged_point(y, z, b1):
@@ -107,7 +108,7 @@ def schedule_free_adamw(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8, w
         exp_avg_sq = b2 * buffers['exp_avg_sq'] + (1.0 - b2) * grad * grad
         normalised = grad / (jnp.sqrt(exp_avg_sq / bias_correction(b2, t)) + eps)
         if not is_zero(weight_decay):
-            normalised = normalised + weight_decay * param
+            normalised = normalised + scalar(weight_decay, normalised.dtype) * param
         return normalised, {'exp_avg_sq': exp_avg_sq}
 
     return _schedule_free('schedule_free_adamw', direction, ('exp_avg_sq',), b1, weight_lr_power, warmup_steps)

@@ -1,0 +1,236 @@
+"""Where each parameter group's learning rate comes from, read inside the compiled step.
+
+Every group has one source:
+
+* a float, kept in the optimizer's ``lr`` State (one entry per group), so
+  ``opt.lr = 0.01`` or ``opt.set_lr(0.01, group=1)`` between steps never
+  re-traces;
+* the optimizer's :class:`~braintools_optim.schedulers.LRScheduler` (``lr=``
+  of the constructor): a group follows it unless it has its own lr; a
+  scheduler built with a list of ``base_lr`` gives one lr per group;
+* its own ``LRScheduler`` (``add_param_group(..., lr=scheduler)``).
+
+:class:`LearningRates` answers ``values()`` (one lr per group, traceable),
+the base lrs (for decay that follows the schedule multiplier), the cycled
+momentum of a group, and its piece of the checkpoint.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import brainstate
+import jax
+import jax.numpy as jnp
+
+from . import _checks as checks
+from ._storage import OptimizerState
+
+
+def is_scheduler(value) -> bool:
+    from .schedulers._base import LRScheduler
+    return isinstance(value, LRScheduler)
+
+
+def cycles_momentum(source) -> bool:
+    """Whether ``source`` is a scheduler that drives momentum / beta1 (``cycle_momentum=True``)."""
+    return bool(getattr(source, 'cycle_momentum', False))
+
+
+def scheduler_states(scheduler) -> List[brainstate.State]:
+    """Every State a scheduler (and, for composites, its children) owns."""
+    found: List[brainstate.State] = []
+    pending = [scheduler]
+    while pending:
+        current = pending.pop()
+        states = current._states().values() if hasattr(current, '_states') else [current.last_epoch]
+        found.extend(state for state in states if all(state is not seen for seen in found))
+        pending.extend(getattr(current, 'schedulers', []))
+    return found
+
+
+class LearningRates(brainstate.graph.Node):
+    """The learning-rate sources of an optimizer's groups (see the module docstring).
+
+    ``default`` is the optimizer's own ``lr=`` (float or scheduler); ``own[g]``
+    is group ``g``'s own lr (float or scheduler) or ``None`` to follow ``default``.
+    """
+
+    graph_invisible_attrs = ('_name', 'default', 'own', '_base', '_sources')
+
+    def __init__(self, owner_name: str, default: Any):
+        self._name = owner_name
+        self.default = default
+        self.own: List[Any] = [None]
+        self.state: Optional[brainstate.State] = None
+        self._base: List[float] = []
+        self._sources: List[Any] = []
+        self._refresh(initial=True)
+
+    # ---------------------------------------------------------------- configuration
+    @property
+    def scheduler(self):
+        """The optimizer-level scheduler, or ``None``."""
+        return self.default if is_scheduler(self.default) else None
+
+    def source(self, group: int):
+        own = self.own[group]
+        return self.default if own is None else own
+
+    def follows_default(self, group: int) -> bool:
+        return self.own[group] is None
+
+    def add_group(self, lr) -> None:
+        self._check_compatible(self.default, self.own + [lr])
+        self.own.append(lr)
+        self._refresh()
+
+    def pop_group(self) -> None:
+        self.own.pop()
+        self._refresh()
+
+    def set_default(self, lr) -> None:
+        self._check_compatible(lr, self.own)
+        self.default = lr
+        self._refresh()
+
+    def _check_compatible(self, default, own) -> None:
+        if is_scheduler(default) and default.per_group and len(own) > 1:
+            if default.num_groups != len(own):
+                raise ValueError(f"the LRScheduler gives {default.num_groups} learning rates (a list "
+                                 f"base_lr) but the optimizer has {len(own)} parameter groups")
+            if any(lr is not None for lr in own[1:]):
+                raise ValueError("parameter groups have their own lr while the optimizer's LRScheduler gives "
+                                 "one lr per group (a list base_lr); give the scheduler a single base_lr, "
+                                 "or leave the groups' lr out")
+
+    def _float_values(self) -> List[float]:
+        return [float(lr) if isinstance(lr, (int, float)) else 0.0
+                for lr in (self.source(g) for g in range(len(self.own)))]
+
+    def _refresh(self, initial: bool = False) -> None:
+        """(Re)build the float lr State after the groups or the default source changed.
+
+        A group whose source is the same float source as before keeps its
+        current value (which ``set_lr`` may have changed since).
+        """
+        values = self._float_values()
+        sources = [self.source(g) for g in range(len(self.own))]
+        new = jnp.asarray(values, dtype=checks.float_dtype())
+        if self.state is not None and not initial:
+            old = jnp.asarray(self.state.value)
+            for g, (before, now) in enumerate(zip(self._sources, sources)):
+                if before is now and not is_scheduler(now):
+                    new = new.at[g].set(old[g])
+        self._sources = sources
+        self.state = OptimizerState(new, name=f'{self._name}.lr')
+        self._base = [self._base_of(g) for g in range(len(self.own))]
+
+    def _base_of(self, group: int) -> float:
+        source = self.source(group)
+        if is_scheduler(source):
+            base = source.base_lrs
+            if source is self.default and source.per_group:
+                return float(base[group])
+            return float(base[0])
+        return float(source)
+
+    # ---------------------------------------------------------------- reading (traceable)
+    def values(self, num_groups: int) -> jax.Array:
+        """The learning rate of every group, shape ``(num_groups,)``."""
+        out = []
+        default_value = None
+        for g in range(num_groups):
+            source = self.source(g)
+            if not is_scheduler(source):
+                out.append(self.state.value[g])
+                continue
+            if source is self.default:
+                if default_value is None:
+                    default_value = jnp.asarray(source.current_lr, dtype=checks.float_dtype())
+                    if default_value.ndim and default_value.shape != (num_groups,):
+                        raise ValueError(f"the LRScheduler gives {default_value.shape[0]} learning rates but "
+                                         f"the optimizer has {num_groups} parameter groups")
+                value = default_value[g] if default_value.ndim else default_value
+            else:
+                value = jnp.asarray(source.current_lr, dtype=checks.float_dtype())
+                if value.ndim:
+                    raise ValueError("a parameter group's own LRScheduler must give one learning rate "
+                                     "(a float base_lr)")
+            out.append(value)
+        return jnp.stack(out) if out else jnp.zeros((0,), checks.float_dtype())
+
+    def base(self, group: int) -> float:
+        """The group's base learning rate (for decay that follows the schedule multiplier only)."""
+        return self._base[group]
+
+    def momentum(self, group: int) -> Optional[jax.Array]:
+        """The cycled momentum for ``group`` (traced), or ``None`` when its source does not cycle it."""
+        source = self.source(group)
+        if not cycles_momentum(source):
+            return None
+        momentum = jnp.asarray(source.current_momentum, dtype=checks.float_dtype())
+        if momentum.ndim:
+            momentum = momentum[group] if source is self.default else momentum[0]
+        return momentum
+
+    def schedulers(self) -> List[Any]:
+        """Every distinct scheduler in use (optimizer-level first), each once."""
+        found = []
+        for source in [self.default] + self.own:
+            if is_scheduler(source) and all(source is not s for s in found):
+                found.append(source)
+        return found
+
+    # ---------------------------------------------------------------- writing (eager)
+    def set(self, value, group: Optional[int], num_groups: int) -> None:
+        """Set float learning rates: every float group, one ``group``, or a list (one per group)."""
+        current = self.state.value
+        floats = [g for g in range(num_groups) if not is_scheduler(self.source(g))]
+        if isinstance(value, (list, tuple)):
+            if group is not None or len(value) != num_groups:
+                raise ValueError(f"expected {num_groups} learning rates (one per group), got {value!r}")
+            checked = [checks.learning_rate('lr', v) for v in value]
+            scheduled = [g for g in range(num_groups) if g not in floats]
+            if scheduled:
+                raise RuntimeError(f"parameter group(s) {scheduled} take their lr from an LRScheduler; "
+                                   f"set the others with set_lr(value, group=...)")
+            self.state.value = jnp.asarray(checked, dtype=current.dtype)
+            return
+        checked = checks.learning_rate('lr', value)
+        if group is None:
+            if not floats:
+                raise RuntimeError("the learning rate comes from an LRScheduler; assign opt.lr a new "
+                                   "scheduler or float instead")
+            self.state.value = current.at[jnp.asarray(floats)].set(checked)
+            return
+        if not 0 <= group < num_groups:
+            raise IndexError(f"group {group} does not exist; the optimizer has {num_groups}")
+        if group not in floats:
+            raise RuntimeError(f"parameter group {group} takes its lr from an LRScheduler; assign the group "
+                               f"a float lr or step the scheduler")
+        self.state.value = current.at[group].set(checked)
+
+    def advance(self, applied) -> None:
+        """Step every scheduler once (after a real update); keep them put where ``applied`` is false."""
+        for scheduler in self.schedulers():
+            if getattr(scheduler, 'needs_metric', False):
+                continue
+            if applied is None:
+                scheduler.step()
+                continue
+            states = scheduler_states(scheduler)
+            before = [state.value for state in states]
+            scheduler.step()
+            for state, old in zip(states, before):
+                state.value = jax.tree.map(lambda new, o: jnp.where(applied, new, o), state.value, old)
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> Dict[str, Any]:
+        import numpy as np
+        schedulers = self.schedulers()
+        return {
+            'lr': np.asarray(self.state.value),
+            'schedulers': [{'class': type(s).__name__, 'state': jax.tree.map(np.asarray, s.state_dict())}
+                           for s in schedulers],
+        }

@@ -1,0 +1,79 @@
+"""Where a parameter group keeps its optimizer buffers.
+
+Each trainable group owns one :class:`GroupStorage`: for each buffer of its
+algorithm's rule (``exp_avg``, ``exp_avg_sq``, ...) one brainstate State whose
+value is a list of arrays, laid out by :mod:`._layout` (one flat array per
+bucket of small parameters for element-wise rules, one array per parameter
+otherwise). ``values()``/``set_values()`` convert to and from one array per
+member parameter, so checkpoints and ``opt.buffers()`` never depend on the layout.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional, Sequence
+
+import brainstate
+import jax
+import jax.numpy as jnp
+
+from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout, placement
+
+
+class OptimizerState(brainstate.LongTermState):
+    """A State owned by an optimizer (moments, step counter, learning rate)."""
+
+
+class GroupStorage(brainstate.graph.Node):
+    """The buffers of one parameter group (see the module docstring).
+
+    Args:
+        owner: the optimizer's class name (for State names).
+        group: the group index (State names: ``Adam.exp_avg`` for group 0,
+            ``Adam.group1.exp_avg`` for group 1).
+        members: registry indices of the group's trainable parameters.
+        buffer_names: the rule's buffers.
+        layout: the :mod:`._layout` object describing how they are stored.
+    """
+
+    graph_invisible_attrs = ('group', 'members', 'layout')
+
+    def __init__(self, owner: str, group: int, members: Sequence[int], buffer_names: Sequence[str], layout):
+        self.group = group
+        self.members = list(members)
+        self.layout = layout
+        prefix = owner if group == 0 else f'{owner}.group{group}'
+        self.states: Dict[str, OptimizerState] = {
+            name: OptimizerState([], name=f'{prefix}.{name}') for name in buffer_names}
+
+    @property
+    def fused(self) -> bool:
+        return self.layout.fused
+
+    def values(self, name: str) -> List[jax.Array]:
+        """Buffer ``name`` as one array per member (member order), whatever the layout."""
+        return self.layout.unpack(self.states[name].value)
+
+    def set_values(self, name: str, per_param: Sequence[jax.Array]) -> None:
+        self.states[name].value = self.layout.pack(list(per_param))
+
+    def stored(self) -> Dict[str, Any]:
+        return {name: state.value for name, state in self.states.items()}
+
+
+def make_layout(fuse: Optional[bool], elementwise: bool, mantissas: Sequence[Any], step_offsets: Sequence[int],
+                keys: Sequence[Any]):
+    """The layout for one group's members: flat buckets for element-wise rules unless ``fuse is False``.
+
+    ``keys`` adds to the bucket key (per-parameter lr/wd multipliers): members
+    that differ there never share a bucket, because their rule arguments differ.
+    """
+    if fuse is False or not elementwise or not mantissas:
+        return PerParamLayout()
+    max_size = None if fuse else DEFAULT_MAX_FUSED_SIZE
+    return FlatLayout([m.shape for m in mantissas], [m.dtype for m in mantissas], list(keys),
+                      list(step_offsets), max_size, placements=[placement(m) for m in mantissas])
+
+
+def initial_buffers(rule, mantissa) -> Dict[str, jax.Array]:
+    """The rule's fresh buffers for one parameter."""
+    return rule.init(jnp.asarray(mantissa))
