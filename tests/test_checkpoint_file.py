@@ -666,3 +666,29 @@ def test_load_states_refuses_a_damaged_file_without_changing_the_model(tmp_path)
     with pytest.raises(CheckpointError, match='truncated'):
         checkpoint.load_states(path, params(model))
     assert_same_values(host(model), before)
+
+
+# --------------------------------------------------------------------------- the documented recipe
+
+def recipe_code():
+    text = (ROOT / 'docs' / 'robust_training.md').read_text(encoding='utf-8')
+    found = re.findall(r'<!-- checkpoint-recipe:[^>]*-->\n```python\n(.*?)```', text, re.S)
+    assert len(found) == 1, 'docs/robust_training.md must hold exactly one marked checkpoint recipe'
+    return found[0]
+
+
+def test_the_documented_checkpoint_recipe_runs_and_resumes_bitwise(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace = {'__name__': 'recipe'}
+    exec(compile(recipe_code(), 'docs/robust_training.md', 'exec'), namespace)
+
+    assert os.listdir(tmp_path / 'run') == ['checkpoint.npz']
+    model, resumed = namespace['model'], namespace['resumed_model']
+    assert isinstance(model.linear.weight.value, dict)              # the recipe covers a dict-valued State
+    assert_same_values(host(resumed), host(model))                  # resumed run ends where the first did
+    opt, resumed_opt = namespace['opt'], namespace['resumed_opt']
+    assert int(resumed_opt.step_count.value) == int(opt.step_count.value) == 7
+    assert float(resumed_opt.current_lr) == float(opt.current_lr)
+    assert_same_values(resumed_opt.buffers(), opt.buffers())
+    saved = checkpoint.load(tmp_path / 'run' / 'checkpoint.npz')
+    assert set(saved) == {'model', 'optimizer'} and saved['model']['tau'].unit == u.ms
