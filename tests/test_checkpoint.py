@@ -173,5 +173,6 @@ def test_checkpoint_files_need_no_pickle_and_keep_dtypes(tmp_path):
     back = checkpoint.load(str(tmp_path / 'c.npz'))
     assert back['bf16'].dtype == jnp.bfloat16 and back['i'].dtype == np.int32
     assert back['nested'][0]['x'] == 1.5 and back['nested'][1:] == [None, 'text', 3]
-    with pytest.raises(TypeError, match='Quantity'):
-        checkpoint.save(str(tmp_path / 'q.npz'), {'q': jnp.ones(2) * u.mV})
+    checkpoint.save(str(tmp_path / 'q.npz'), {'q': jnp.ones(2) * u.mV})     # Quantities keep their unit
+    q = checkpoint.load(str(tmp_path / 'q.npz'))['q']
+    assert q.unit == u.mV and q.mantissa.tolist() == [1.0, 1.0]
