@@ -25,10 +25,10 @@ import jax.numpy as jnp
 
 from . import _checks as checks
 from ._storage import OptimizerState
+from .schedulers._base import LRScheduler
 
 
 def is_scheduler(value) -> bool:
-    from .schedulers._base import LRScheduler
     return isinstance(value, LRScheduler)
 
 
