@@ -53,6 +53,9 @@ html_static_path = []
 html_theme_options = {
     'navigation_with_keys': True,
 }
+# Literal blocks without a language (the formulas in the docstrings, written as ``::`` blocks)
+# are shown as plain text rather than guessed to be Python; fenced blocks name their language.
+highlight_language = 'text'
 pygments_style = 'sphinx'
 pygments_dark_style = 'monokai'
 
