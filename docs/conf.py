@@ -80,5 +80,14 @@ def _fix_docstring_markup(app, what, name, obj, options, lines):
             lines[i] = line.replace(old, new)
 
 
+def _init_signature(app, what, name, obj, options, signature, return_annotation):
+    """brainstate's metaclass hides a class's signature (``(*args, **kwargs)``): show ``__init__``'s."""
+    if what in ('class', 'exception') and signature == '(*args, **kwargs)' and '__init__' in vars(obj):
+        import bo_apigen
+        return bo_apigen.signature_text(obj)[len(obj.__name__):], return_annotation
+    return None
+
+
 def setup(app):
     app.connect('autodoc-process-docstring', _fix_docstring_markup)
+    app.connect('autodoc-process-signature', _init_signature)
