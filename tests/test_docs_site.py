@@ -134,6 +134,15 @@ def test_defaults_tables_list_every_argument_with_its_default(site):
                 assert repr(p.default) in defaults, (cls.__name__, p.name, p.default)
 
 
+def test_keywords_passed_on_to_a_parent_are_listed(site):
+    adamw = section(site / 'api' / 'optimizers' / 'adamw.html', 'defaults')
+    for name in ('beta1', 'eps_root', 'eps_hat'):           # AdamW(**kwargs) -> Adam
+        assert name in adamw, name
+    momentum = section(site / 'api' / 'optimizers' / 'momentum.html', 'defaults')
+    assert 'dampening' in momentum
+    assert 'nesterov' not in momentum                       # Momentum fixes it in its super() call
+
+
 def test_catalogs_list_every_export(site):
     classes = exported_classes()
     for catalog in ('optimizers', 'schedulers'):

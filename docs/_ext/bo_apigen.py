@@ -16,10 +16,12 @@ incremental builds stay incremental.
 
 from __future__ import annotations
 
+import ast
 import inspect
 import os
 import re
 import tempfile
+import textwrap
 from typing import Dict, List, Tuple
 
 GENERATED_DIRS = ('optimizers', 'schedulers')
@@ -111,16 +113,67 @@ def kind_text(param: inspect.Parameter) -> str:
             param.VAR_POSITIONAL: 'more positions'}.get(param.kind, 'positional or keyword')
 
 
+def inherited_parameters(cls) -> List[Tuple[type, inspect.Parameter]]:
+    """Keywords that ``cls.__init__``'s ``**kwargs`` passes on to a parent class's ``__init__``.
+
+    Follows the MRO while each ``__init__`` has a ``**`` catch-all, and stops at the shared engine
+    (``Optimizer``, ``LRScheduler``), whose options have their own table.
+    """
+    from braintools_optim import LRScheduler, Optimizer
+    seen = {p.name for p in init_parameters(cls)}
+    found = []
+    current = cls
+    seen |= keywords_fixed_in_super_call(cls)
+    for parent in cls.__mro__[1:]:
+        if not any(p.kind is p.VAR_KEYWORD for p in init_parameters(current)):
+            break
+        if parent in (Optimizer, LRScheduler, object) or '__init__' not in vars(parent):
+            if parent in (Optimizer, LRScheduler, object):
+                break
+            continue
+        for p in init_parameters(parent):
+            if p.name not in seen and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                found.append((parent, p))
+                seen.add(p.name)
+        current = parent
+        seen |= keywords_fixed_in_super_call(parent)
+    return found
+
+
+def keywords_fixed_in_super_call(cls) -> set:
+    """Keywords that ``cls.__init__`` sets itself in its ``super().__init__(...)`` call.
+
+    ``Momentum`` calls ``super().__init__(..., nesterov=False, **options)``: ``nesterov`` is not
+    one of the keywords a user can pass on, although ``SGD.__init__`` takes it.
+    """
+    init = vars(cls).get('__init__')
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(init)))
+    except (OSError, TypeError, SyntaxError):
+        return set()
+    fixed = set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr == '__init__'):
+            fixed |= {k.arg for k in node.keywords if k.arg is not None}
+    return fixed
+
+
 def defaults_table(cls, options_link: str = '') -> str:
     rows = ['| argument | default | passed |', '|---|---|---|']
+    var_keyword = None
     for p in init_parameters(cls):
         if p.kind is p.VAR_KEYWORD:
-            target = f'[the common options]({options_link})' if options_link else 'keywords'
-            rows.append(f'| `**{p.name}` | {target} | {kind_text(p)} |')
+            var_keyword = p
         elif p.kind is p.VAR_POSITIONAL:
             rows.append(f'| `*{p.name}` | | {kind_text(p)} |')
         else:
             rows.append(f'| `{p.name}` | {format_default(p)} | {kind_text(p)} |')
+    for parent, p in inherited_parameters(cls):
+        rows.append(f'| `{p.name}` | {format_default(p)} | keyword, on to `{parent.__name__}` |')
+    if var_keyword is not None:
+        target = f'[the common options]({options_link})' if options_link else 'keywords'
+        rows.append(f'| `**{var_keyword.name}` | {target} | {kind_text(var_keyword)} |')
     return '\n'.join(rows) + '\n'
 
 
