@@ -1,6 +1,7 @@
 """Sphinx extension: write the API reference pages of ``braintools_optim`` from the code.
 
-At ``builder-inited`` it writes, under ``docs/api/`` (git-ignored, regenerated on every build):
+At ``builder-inited`` it writes, under ``docs/api/optimizers/`` and ``docs/api/schedulers/``
+(git-ignored, regenerated on every build):
 
 * ``optimizers/index.md`` and ``schedulers/index.md``: a catalog table of every exported
   optimizer / scheduler (summary = first docstring line, defaults read with ``inspect.signature``)
@@ -120,24 +121,24 @@ def inherited_parameters(cls) -> List[Tuple[type, inspect.Parameter]]:
     (``Optimizer``, ``LRScheduler``), whose options have their own table.
     """
     from braintools_optim import LRScheduler, Optimizer
-    seen = {p.name for p in init_parameters(cls)}
-    found = []
-    current = cls
-    seen |= keywords_fixed_in_super_call(cls)
+    seen = {p.name for p in init_parameters(cls)} | keywords_fixed_in_super_call(cls)
+    found, current = [], cls
     for parent in cls.__mro__[1:]:
-        if not any(p.kind is p.VAR_KEYWORD for p in init_parameters(current)):
+        if parent in (Optimizer, LRScheduler, object) or not takes_var_keyword(current):
             break
-        if parent in (Optimizer, LRScheduler, object) or '__init__' not in vars(parent):
-            if parent in (Optimizer, LRScheduler, object):
-                break
+        if '__init__' not in vars(parent):
             continue
         for p in init_parameters(parent):
             if p.name not in seen and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                 found.append((parent, p))
                 seen.add(p.name)
-        current = parent
         seen |= keywords_fixed_in_super_call(parent)
+        current = parent
     return found
+
+
+def takes_var_keyword(cls) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in init_parameters(cls))
 
 
 def keywords_fixed_in_super_call(cls) -> set:
@@ -188,8 +189,7 @@ def weight_decay_default(cls) -> str:
     """The class's own ``weight_decay`` default, else the engine's when it reaches it via ``**options``."""
     from braintools_optim import Optimizer
     own = default_of(cls, 'weight_decay')
-    takes_options = any(p.kind is p.VAR_KEYWORD for p in init_parameters(cls))
-    if own == '—' and issubclass(cls, Optimizer) and takes_options:
+    if own == '—' and issubclass(cls, Optimizer) and takes_var_keyword(cls):
         return default_of(Optimizer, 'weight_decay')
     return own
 
@@ -230,6 +230,7 @@ def class_page(cls, exported, kind: str, options_link: str = '') -> str:
         '```{eval-rst}\n',
         f'.. autoclass:: braintools_optim.{signature_text(cls)}\n',
         '   :members:\n',
+        '   :exclude-members: weight_decay_mode\n',     # shown in the catalog's decay column
         '```\n'])
 
 
@@ -276,7 +277,7 @@ def scheduler_index(classes) -> str:
         '```{toctree}\n:hidden:\n\n', toctree, '\n```\n'])
 
 
-def generate(api_dir: str) -> Dict[str, str]:
+def generate() -> Dict[str, str]:
     """``{relative path: text}`` of every generated page."""
     pages = {}
     optimizers, schedulers = optimizer_classes(), scheduler_classes()
@@ -305,7 +306,7 @@ def write_if_changed(path: str, text: str) -> None:
 
 
 def write_pages(api_dir: str) -> List[str]:
-    pages = generate(api_dir)
+    pages = generate()
     for rel, text in pages.items():
         write_if_changed(os.path.join(api_dir, rel), text)
     # Pages of classes that are no longer exported would linger and warn: remove them.
