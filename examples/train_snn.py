@@ -59,8 +59,8 @@ Running it
 ::
 
     python3 -m pip install -e ".[examples]"     # matplotlib, for the loss curve
-    python3 examples/train_snn.py               # full run: 10-20 s on 2 CPU cores
-    python3 examples/train_snn.py --quick       # smaller data, 8 epochs: ~7 s (mostly compiling)
+    python3 examples/train_snn.py               # full run: a few seconds on 2 CPU cores
+    python3 examples/train_snn.py --quick       # smaller data, 8 epochs (a smoke test)
     python3 examples/train_snn.py --epochs 40 --plot my_curve.png
     python3 examples/train_snn.py --no-plot
 
@@ -216,7 +216,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--hidden', type=int, default=64, help='recurrent LIF neurons (default 64)')
     parser.add_argument('--lr', type=float, default=2e-2, help='initial learning rate (default 0.02)')
     parser.add_argument('--weight-decay', type=float, default=1e-4,
-                        help="Adam's coupled L2 weight decay (default 0.0; see the docstring)")
+                        help="Adam's coupled L2 weight decay of the weights (default 1e-4; tau_mem gets none, see the docstring)")
     parser.add_argument('--seed', type=int, default=0, help='seed for data and initial weights')
     parser.add_argument('--plot', default=DEFAULT_PLOT, help=f'loss-curve PNG (default {DEFAULT_PLOT})')
     parser.add_argument('--no-plot', action='store_true', help='do not save the loss curve')

@@ -1,4 +1,4 @@
-"""Smoke test of the main demo, ``examples/train_snn.py``, in its quick mode.
+"""Smoke test of the README demo, ``examples/train_snn.py``, in its quick mode.
 
 ``examples`` is not a package, so the script is loaded from its path.
 """
