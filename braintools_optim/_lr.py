@@ -95,10 +95,8 @@ class LearningRates(brainstate.graph.Node):
         self._refresh()
 
     def _check_compatible(self, default, own) -> None:
+        # (a list base_lr must give one lr per group by the first update; groups may still be added)
         if is_scheduler(default) and default.per_group and len(own) > 1:
-            if default.num_groups != len(own):
-                raise ValueError(f"the LRScheduler gives {default.num_groups} learning rates (a list "
-                                 f"base_lr) but the optimizer has {len(own)} parameter groups")
             if any(lr is not None for lr in own[1:]):
                 raise ValueError("parameter groups have their own lr while the optimizer's LRScheduler gives "
                                  "one lr per group (a list base_lr); give the scheduler a single base_lr, "

@@ -558,7 +558,7 @@ class Optimizer(brainstate.graph.Node):
 
     # ------------------------------------------------------------------ registration
     def register_trainable_weights(self, param_states: Any, prefix: Optional[Any] = None) -> 'Optimizer':
-        """Register the ``ParamState``s to train; returns the optimizer.
+        """Register the ``ParamState`` objects to train; returns the optimizer.
 
         Accepts what ``module.states(brainstate.ParamState)`` returns, a plain
         dict of ParamStates (keys are kept exactly as given), a list of them

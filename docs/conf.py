@@ -66,12 +66,9 @@ pygments_dark_style = 'monokai'
 # the source keeps its text. Remove an entry once its docstring is fixed (the replacement then no
 # longer matches and the entry does nothing).
 # ------------------------------------------------------------------------------------------------
-DOCSTRING_MARKUP_FIXES = {
-    # TODO(braintools_optim/_optimizer.py): "``ParamState``s" is an unterminated inline literal in
-    # reST (docutils: "Inline literal start-string without end-string"); write "``ParamState``\ s"
-    # or "``ParamState`` objects" there, then delete this entry.
-    'braintools_optim.Optimizer.register_trainable_weights': [('``ParamState``s', '``ParamState`` objects')],
-}
+#: docstring markup to repair at render time, {object name: [(old, new)]}; empty: every docstring
+#: renders as written (keep it that way: fix the docstring instead of adding an entry)
+DOCSTRING_MARKUP_FIXES = {}
 
 
 def _fix_docstring_markup(app, what, name, obj, options, lines):

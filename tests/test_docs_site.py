@@ -103,7 +103,7 @@ def section(path: pathlib.Path, section_id: str) -> str:
 
 
 def test_core_pages_exist(site):
-    for page in ('index', 'getting_started', 'gallery', 'units', 'param_groups', 'schedulers',
+    for page in ('index', 'getting_started', 'gallery', 'units', 'groups', 'schedulers',
                  'robust_training', 'performance', 'conventions', 'optimizers', 'api/index',
                  'api/optimizers/index', 'api/schedulers/index', 'api/core', 'search', 'genindex'):
         assert (site / f'{page}.html').is_file(), page
