@@ -13,7 +13,8 @@ position::
     param_groups     per group: name, algorithm, settings, multipliers, frozen, params
     params           per parameter: shape, dtype, unit, group
     step_offsets     per parameter: the step count when it was registered
-    buffers          {buffer name: {parameter: array}}
+    opt_state        the buffers, {buffer name: {parameter: array}}
+    lr, base_lr      group 0's current and base learning rate (for reading; braintools' keys)
     grad_accumulator {parameter: array} or None
     extra            the algorithm's own State (Prodigy's d, L-BFGS's memory, ...)
 
@@ -89,7 +90,9 @@ def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
         'params': {name: _describe(p.handle.value, opt._membership[i]) for i, (name, p) in
                    enumerate(zip(names, params))},
         'step_offsets': {names[i]: int(opt._step_offsets[i]) for i in range(len(params))},
-        'buffers': buffers,
+        'opt_state': buffers,
+        'lr': opt._lr.host_value(0),
+        'base_lr': opt._lr.base(0),
         'grad_accumulator': None if accumulator is None else {
             names[i]: np.array(value) for i, value in zip(trainable, accumulator.value)},
         'extra': {name: jax.tree.map(np.asarray, state.value) for name, state in opt._extra_states().items()},
@@ -130,7 +133,7 @@ def _from_version_1(opt: 'Optimizer', state: Dict[str, Any]) -> Dict[str, Any]:
         'weight_decay': None, 'legacy_groups': groups,
         'params': convert(state.get('params', {})),
         'step_offsets': convert(state.get('step_offsets', {})),
-        'buffers': {name: convert(values) for name, values in state.get('buffers', {}).items()},
+        'opt_state': {name: convert(values) for name, values in state.get('buffers', {}).items()},
         'grad_accumulator': convert(state.get('grad_accumulator')),
         'extra': state.get('extra', {}),
     }
@@ -256,7 +259,7 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool) -> Dict[str, Li
     fresh = opt._fresh_buffers()
     restored: Dict[str, List[jax.Array]] = {}
     for buffer, values in current.items():
-        saved_buffer = state['buffers'].get(buffer)
+        saved_buffer = state['opt_state'].get(buffer)
         column = []
         for j, i in enumerate(trainable):
             if values[j] is None:
@@ -271,7 +274,7 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool) -> Dict[str, Li
             column.append(_array(saved_buffer[name], f"buffer {buffer!r} for {name}", values[j]))
         restored[buffer] = column
     known = set(current)
-    for buffer, values in state['buffers'].items():
+    for buffer, values in state['opt_state'].items():
         if buffer not in known and any(name in index for name in values):
             _fail(f"checkpoint buffer {buffer!r} is not kept by this optimizer ({sorted(known)})")
 
@@ -352,7 +355,7 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool) -> Dict[str, Li
         for scheduler, saved in zip(schedulers, scheduler_values):
             scheduler.load_state_dict(saved)
         if lr_values is not None:
-            opt._lr.state.value = jnp.asarray(lr_values, opt._lr.state.value.dtype)
+            opt._lr.load(lr_values, lr_piece.get('exact'))
         if layout_changed:
             opt._compiled_step = None
 

@@ -56,7 +56,7 @@ class LearningRates(brainstate.graph.Node):
     is group ``g``'s own lr (float or scheduler) or ``None`` to follow ``default``.
     """
 
-    graph_invisible_attrs = ('_name', 'default', 'own', '_base', '_sources')
+    graph_invisible_attrs = ('_name', 'default', 'own', '_base', '_sources', '_exact')
 
     def __init__(self, owner_name: str, default: Any):
         self._name = owner_name
@@ -65,6 +65,7 @@ class LearningRates(brainstate.graph.Node):
         self.state: Optional[brainstate.State] = None
         self._base: List[float] = []
         self._sources: List[Any] = []
+        self._exact: List[Optional[float]] = []
         self._refresh(initial=True)
 
     # ---------------------------------------------------------------- configuration
@@ -120,7 +121,11 @@ class LearningRates(brainstate.graph.Node):
             for g, (before, now) in enumerate(zip(self._sources, sources)):
                 if before is now and not is_scheduler(now):
                     new = new.at[g].set(old[g])
-        self._sources = sources
+        exact = [float(src) if not is_scheduler(src) else None for src in sources]
+        if not initial:
+            exact = [self._exact[g] if g < len(self._exact) and g < len(self._sources) and self._sources[g] is src
+                     else e for g, (src, e) in enumerate(zip(sources, exact))]
+        self._sources, self._exact = sources, exact
         self.state = OptimizerState(new, name=f'{self._name}.lr')
         self._base = [self._base_of(g) for g in range(len(self.own))]
 
@@ -194,6 +199,7 @@ class LearningRates(brainstate.graph.Node):
                 raise RuntimeError(f"parameter group(s) {scheduled} take their lr from an LRScheduler; "
                                    f"set the others with set_lr(value, group=...)")
             self.state.value = jnp.asarray(checked, dtype=current.dtype)
+            self._exact = list(checked)
             return
         checked = checks.learning_rate('lr', value)
         if group is None:
@@ -201,6 +207,8 @@ class LearningRates(brainstate.graph.Node):
                 raise RuntimeError("the learning rate comes from an LRScheduler; assign opt.lr a new "
                                    "scheduler or float instead")
             self.state.value = current.at[jnp.asarray(floats)].set(checked)
+            for g in floats:
+                self._exact[g] = checked
             return
         if not 0 <= group < num_groups:
             raise IndexError(f"group {group} does not exist; the optimizer has {num_groups}")
@@ -208,6 +216,38 @@ class LearningRates(brainstate.graph.Node):
             raise RuntimeError(f"parameter group {group} takes its lr from an LRScheduler; assign the group "
                                f"a float lr or step the scheduler")
         self.state.value = current.at[group].set(checked)
+        self._exact[group] = checked
+
+    def host_value(self, group: int):
+        """Group ``group``'s lr as a Python float, outside any trace (``None`` inside one).
+
+        A float lr is reported exactly as it was set (``0.002``, not float32's
+        ``0.0020000000949949``) as long as the State still holds it; a
+        scheduler's lr as its current value.
+        """
+        source = self.source(group)
+        if is_scheduler(source):
+            value = source.current_lr
+            if isinstance(value, jax.core.Tracer):
+                return None
+            value = jnp.asarray(value)
+            if value.ndim:
+                value = value[group] if source is self.default else value[0]
+            return float(value)
+        value = self.state.value
+        if isinstance(value, jax.core.Tracer):
+            return None
+        stored = value[group]
+        exact = self._exact[group]
+        if exact is not None and jnp.asarray(exact, stored.dtype) == stored:
+            return exact
+        return float(stored)
+
+    def load(self, values, exact=None) -> None:
+        """Write float lrs read from a checkpoint (checked by the caller); ``exact`` as saved."""
+        self.state.value = jnp.asarray(values, self.state.value.dtype)
+        exact = list(exact) if exact is not None and len(exact) == len(self._exact) else [None] * len(self._exact)
+        self._exact = [None if e is None or is_scheduler(self.source(g)) else float(e) for g, e in enumerate(exact)]
 
     def advance(self, applied) -> None:
         """Step every scheduler once (after a real update); keep them put where ``applied`` is false."""
@@ -229,6 +269,102 @@ class LearningRates(brainstate.graph.Node):
         schedulers = self.schedulers()
         return {
             'lr': np.asarray(self.state.value),
+            'exact': list(self._exact),                 # the floats as set (for exact reports)
             'schedulers': [{'class': type(s).__name__, 'state': jax.tree.map(np.asarray, s.state_dict())}
                            for s in schedulers],
         }
+
+
+class FloatLR(LRScheduler):
+    """``opt.lr`` of an optimizer whose learning rate is a float: a scheduler view of it.
+
+    braintools wraps a float learning rate in a constant scheduler, so code
+    written for it calls ``opt.lr.step()``, ``opt.lr.get_lr()`` or
+    ``opt.lr.get_last_lr()``. This view answers from the optimizer's lr State
+    (so it follows ``set_lr`` and never re-traces); stepping it moves its
+    counter and nothing else (the rate is constant); ``apply(fn)`` sets
+    ``fn(lr)``. It also behaves as the number it stands for: ``float(opt.lr)``,
+    ``opt.lr * 2``, ``opt.lr == 0.01``, ``np.asarray(opt.lr)``.
+    """
+
+    def __init__(self, rates: 'LearningRates', num_groups):
+        self._rates = rates
+        self._num_groups = num_groups
+        values = [rates.host_value(g) for g in range(num_groups())]
+        super().__init__(values if len(values) > 1 else values[0])
+
+    def lr_at(self, epoch):
+        values = self._rates.state.value
+        return values if self._num_groups() > 1 else values[0]
+
+    @property
+    def current_lr(self):
+        values = self._rates.state.value
+        return values if self._num_groups() > 1 else values[0]
+
+    def get_last_lr(self) -> List:
+        return [self._rates.host_value(g) for g in range(self._num_groups())]
+
+    def get_lr(self) -> List:
+        return self.get_last_lr()
+
+    def apply(self, fn) -> None:
+        """Set every float group's lr to ``fn(lr)``."""
+        values = [fn(v) for v in self.get_last_lr()]
+        self._rates.set(values if len(values) > 1 else values[0], None, self._num_groups())
+
+    # the number it stands for
+    def _number(self):
+        value = self._rates.host_value(0)
+        return self.current_lr if value is None else value
+
+    def __float__(self):
+        return float(self._number())
+
+    def __array__(self, dtype=None, copy=None):
+        import numpy as np
+        return np.asarray(self.get_last_lr() if self._num_groups() > 1 else self._number(), dtype=dtype)
+
+    def __eq__(self, other):
+        if isinstance(other, LRScheduler):
+            return other is self
+        return self._number() == other
+
+    __hash__ = LRScheduler.__hash__
+
+    def __lt__(self, other):
+        return self._number() < other
+
+    def __le__(self, other):
+        return self._number() <= other
+
+    def __gt__(self, other):
+        return self._number() > other
+
+    def __ge__(self, other):
+        return self._number() >= other
+
+    def __mul__(self, other):
+        return self._number() * other
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, other):
+        return self._number() / other
+
+    def __rtruediv__(self, other):
+        return other / self._number()
+
+    def __add__(self, other):
+        return self._number() + other
+
+    __radd__ = __add__
+
+    def __sub__(self, other):
+        return self._number() - other
+
+    def __rsub__(self, other):
+        return other - self._number()
+
+    def __repr__(self) -> str:
+        return f"FloatLR({self.get_last_lr()})"

@@ -25,7 +25,8 @@ An algorithm is a subclass that declares its hyper-parameters once
 
 from __future__ import annotations
 
-import math
+import warnings
+from collections.abc import MutableMapping
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import brainstate
@@ -44,7 +45,7 @@ from ._errors import GroupSelectionError
 from ._gradients import check_gradients, gradient_mantissas, split_gradients
 from ._guards import StepGuards
 from ._hyper import Hyper, Settings, check_values, resolve_aliases
-from ._lr import LearningRates, cycles_momentum, is_scheduler
+from ._lr import FloatLR, LearningRates, cycles_momentum, is_scheduler
 from ._registry import ParamDict, ParamRegistry
 from ._storage import GroupStorage, OptimizerState, initial_buffers, make_layout
 from .rules._base import UpdateRule
@@ -422,26 +423,15 @@ class Optimizer(brainstate.graph.Node):
             raise
 
     @property
-    def param_groups(self) -> List[Dict[str, Any]]:
-        """One dict per group: ``params`` (key -> State), ``lr``, ``weight_decay``, its hyper-parameters.
+    def param_groups(self) -> List['GroupView']:
+        """One mapping per group: ``params`` (key -> State), ``lr``, ``weight_decay``, its hyper-parameters.
 
-        A read-only report (torch's and braintools' layout); change learning
-        rates with :meth:`set_lr` and decay with :meth:`set_weight_decay`.
+        torch's and braintools' layout. ``group['lr'] = 0.01`` and
+        ``group['weight_decay'] = 0`` set that group's value (it lives in
+        State: no re-trace); ``group['lr']`` reads as a float that also has
+        braintools' ``.value``. Every other entry is fixed at construction.
         """
-        out = []
-        lrs = self._group_lr_values()
-        for group in self._groups:
-            members = [i for i, g in enumerate(self._membership) if g == group.index]
-            states = {}
-            for i in members:
-                param = self._registry.params[i]
-                states[param.key] = param.state
-            entry = {'name': group.name, 'params': states, 'optimizer': group.algorithm.__name__,
-                     'lr': float(lrs[group.index]), 'weight_decay': float(self._wd_state.value[group.index]),
-                     'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen}
-            entry.update(group.settings)
-            out.append(entry)
-        return out
+        return [GroupView(self, group.index) for group in self._groups]
 
     def describe_groups(self) -> str:
         """A table of every parameter: its group, algorithm, lr and decay; also printed by ``print(opt)``.
@@ -702,11 +692,25 @@ class Optimizer(brainstate.graph.Node):
 
     @property
     def lr(self):
-        """The optimizer's LRScheduler, or the current learning rate (see :attr:`current_lr`)."""
-        return self._lr.scheduler if self._lr.scheduler is not None else self.current_lr
+        """The optimizer's LRScheduler; for a float lr, a :class:`~._lr.FloatLR` view of it.
+
+        The view is a scheduler (``opt.lr.step()``, ``get_last_lr()``: braintools
+        wraps a float lr the same way) that also reads as the number
+        (``float(opt.lr)``, ``opt.lr * 2``). Assign a float (``opt.lr = 0.01``:
+        every float group, no re-trace) or a new scheduler.
+        """
+        if self._lr.scheduler is not None:
+            return self._lr.scheduler
+        view = self.__dict__.get('_lr_view')
+        if view is None:
+            view = FloatLR(self._lr, lambda: self.num_groups)
+            self.__dict__['_lr_view'] = view
+        return view
 
     @lr.setter
     def lr(self, value) -> None:
+        if value is self.__dict__.get('_lr_view'):
+            return                                    # opt.lr = opt.lr
         if is_scheduler(value) or self._lr.scheduler is not None:
             # Changing *where* the lr comes from changes the compiled program.
             if self._traced_by_caller:
@@ -726,6 +730,7 @@ class Optimizer(brainstate.graph.Node):
             except Exception:
                 self._lr.set_default(previous)
                 raise
+            self.__dict__.pop('_lr_view', None)
             self._rebuild_storage(self._membership)
             self._compiled_step = None
             return
@@ -739,23 +744,73 @@ class Optimizer(brainstate.graph.Node):
         self._lr.set(value, group, self.num_groups)
 
     @property
-    def current_lr(self) -> jax.Array:
-        """The learning rate the next ``update`` applies: a scalar, or one per parameter group."""
-        lrs = self._group_lr_values()
-        return lrs[0] if self.num_groups == 1 else lrs
+    def current_lr(self):
+        """The learning rate the next ``update`` applies to group 0 (the optimizer's own).
+
+        A Python float outside a trace (a float lr exactly as set), a traced
+        scalar inside one. Every group's: :meth:`get_last_lr`.
+        """
+        value = self._lr.host_value(0)
+        return self._group_lr_values()[0] if value is None else value
 
     @current_lr.setter
     def current_lr(self, value) -> None:
         self.lr = value
 
     @property
+    def base_lr(self) -> float:
+        """Group 0's base learning rate: the float given, or its scheduler's ``base_lr``."""
+        return self._lr.base(0)
+
+    @property
     def lr_scheduler(self):
         """The optimizer-level scheduler, or ``None`` for a float learning rate."""
         return self._lr.scheduler
 
-    def get_last_lr(self) -> List[jax.Array]:
-        """torch-compatible: the current learning rate of each parameter group, as a list."""
-        return list(self._group_lr_values())
+    @property
+    def schedulers(self) -> List[Any]:
+        """Schedulers added with :meth:`add_scheduler` (braintools)."""
+        return self.__dict__.setdefault('_added_schedulers', [])
+
+    def add_scheduler(self, scheduler) -> None:
+        """braintools: remember ``scheduler`` for :meth:`get_last_lr` (it does not drive the lr).
+
+        To make a scheduler drive the learning rate, assign it: ``opt.lr = scheduler``.
+        """
+        if not is_scheduler(scheduler):
+            raise TypeError(f"add_scheduler takes an LRScheduler, got {type(scheduler).__name__}")
+        self.schedulers.append(scheduler)
+
+    def get_last_lr(self) -> List[Any]:
+        """torch: the current learning rate of each parameter group, as a list.
+
+        (braintools: the last :meth:`add_scheduler` scheduler's, if one was added.)
+        """
+        if self.schedulers:
+            return self.schedulers[-1].get_last_lr()
+        values = [self._lr.host_value(g) for g in range(self.num_groups)]
+        if any(v is None for v in values):
+            return list(self._group_lr_values())
+        return values
+
+    def lr_apply(self, fn: Callable[[float], float]) -> None:
+        """braintools: set every float group's lr to ``fn(lr)``."""
+        if self._lr.scheduler is not None:
+            raise RuntimeError("the learning rate comes from an LRScheduler; apply the change to it "
+                               "(scheduler.apply(fn)) or assign a float lr")
+        values = [fn(self._lr.host_value(g)) for g in range(self.num_groups)]
+        self.set_lr(values if self.num_groups > 1 else values[0])
+
+    def zero_grad(self, *args, **kwargs) -> None:
+        """Nothing to do: gradients are arguments of :meth:`update`, never accumulated on the
+        optimizer (accepted for code written for torch)."""
+
+    @property
+    def opt_state(self):
+        """braintools: the optimizer's buffers, ``{buffer: {parameter: array}}`` (``None`` before registration)."""
+        if not len(self._registry):
+            return None
+        return OptimizerState(self.buffers(), name=f'{type(self).__name__}.opt_state')
 
     # ------------------------------------------------------------------ weight decay
     def set_weight_decay(self, value, group: Optional[int] = 0) -> None:
@@ -1088,6 +1143,76 @@ class Optimizer(brainstate.graph.Node):
                  f"{len(self._trainable)} trainable parameter(s), {self.num_groups} group(s))"]
         body = self.describe_groups()
         return '\n'.join(lines + (['  ' + line for line in body.splitlines()] if body else []))
+
+
+class _SettableFloat(float):
+    """A group's lr or weight decay: a float that also has braintools' ``.value`` (readable, assignable)."""
+
+    def __new__(cls, value, setter):
+        obj = float.__new__(cls, value)
+        obj._setter = setter
+        return obj
+
+    @property
+    def value(self) -> float:
+        return float(self)
+
+    @value.setter
+    def value(self, new) -> None:
+        self._setter(new)
+
+
+class GroupView(MutableMapping):
+    """``opt.param_groups[i]``: a live view of one parameter group (see :attr:`Optimizer.param_groups`)."""
+
+    _SETTABLE = ('lr', 'weight_decay')
+
+    def __init__(self, opt: 'Optimizer', index: int):
+        self._opt, self._index = opt, index
+
+    def _items(self) -> Dict[str, Any]:
+        opt, g = self._opt, self._index
+        group = opt._groups[g]
+        states = {}
+        for i, member in enumerate(opt._membership):
+            if member == g:
+                param = opt._registry.params[i]
+                states[param.key] = param.state
+        lr = opt._lr.host_value(g)
+        lr = float(opt._group_lr_values()[g]) if lr is None else lr
+        items = {'name': group.name, 'params': states, 'optimizer': group.algorithm.__name__,
+                 'lr': _SettableFloat(lr, lambda v: opt.set_lr(v, group=g)),
+                 'weight_decay': _SettableFloat(float(opt._wd_state.value[g]),
+                                                lambda v: opt.set_weight_decay(v, group=g)),
+                 'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen}
+        items.update(group.settings)
+        return items
+
+    def __getitem__(self, key):
+        return self._items()[key]
+
+    def __setitem__(self, key, value) -> None:
+        if key == 'lr':
+            self._opt.set_lr(value, group=self._index)
+        elif key == 'weight_decay':
+            self._opt.set_weight_decay(value, group=self._index)
+        else:
+            raise KeyError(f"param_groups[{self._index}][{key!r}] is fixed at construction (it is compiled into "
+                           f"the update step); only 'lr' and 'weight_decay' can be set")
+
+    def __delitem__(self, key) -> None:
+        raise KeyError(f"param_groups entries cannot be deleted ({key!r})")
+
+    def __iter__(self):
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __repr__(self) -> str:
+        items = self._items()
+        items['params'] = list(items['params'])
+        return f"GroupView({items!r})"
 
 
 def _with_cycled(algorithm, settings: Settings, momentum) -> Settings:

@@ -249,7 +249,7 @@ def test_one_compiled_step_one_counter_one_state_dict():
     assert int(opt.step_count.value) == 3
     state = opt.state_dict()
     assert [g['optimizer'] for g in state['param_groups']] == ['AdamW', 'Muon', 'SGD']
-    assert set(state['buffers']) == {'exp_avg', 'exp_avg_sq', 'momentum_buffer'}
+    assert set(state['opt_state']) == {'exp_avg', 'exp_avg_sq', 'momentum_buffer'}
 
 
 def test_global_norm_clipping_spans_every_group():
@@ -273,9 +273,9 @@ def test_a_nonfinite_gradient_in_one_group_skips_every_group():
     opt.update(poisoned)
     assert_same(before, values(states))
     assert int(opt.nonfinite_skips.value) == 1 and int(opt.step_count.value) == 1
-    for name, per_param in opt.state_dict()['buffers'].items():
+    for name, per_param in opt.state_dict()['opt_state'].items():
         for key, value in per_param.items():
-            np.testing.assert_array_equal(value, saved['buffers'][name][key])
+            np.testing.assert_array_equal(value, saved['opt_state'][name][key])
 
 
 # ----------------------------------------------------------------------------- State-held settings
@@ -291,7 +291,7 @@ def test_group_lr_and_weight_decay_change_between_steps_without_retracing():
     train(grads_for(states, 0))
     opt.set_lr(0.5, group=1)
     opt.set_weight_decay(0.2, group=0)
-    np.testing.assert_allclose(opt.current_lr, [0.01, 0.5])
+    np.testing.assert_allclose(opt.get_last_lr(), [0.01, 0.5])
     assert opt.param_groups[0]['weight_decay'] == pytest.approx(0.2)
     train(grads_for(states, 1))
     assert opt._num_traces == 1
@@ -348,12 +348,12 @@ def test_a_group_may_have_its_own_scheduler():
     sched = bo.StepLR(base_lr=0.1, step_size=1, gamma=0.5)
     opt = bo.SGD(lr=0.01, schedule_per_update=True, param_groups=[{'params': 'W', 'lr': sched}])
     opt.register_trainable_weights(states)
-    np.testing.assert_allclose(opt.current_lr, [0.01, 0.1])
+    np.testing.assert_allclose(opt.get_last_lr(), [0.01, 0.1])
     before = values(states)
     g = grads_for(states, 0)
     opt.update(g)
     np.testing.assert_allclose(values(states)['W'], before['W'] - 0.1 * np.asarray(g['W']), rtol=1e-6)
-    np.testing.assert_allclose(opt.current_lr, [0.01, 0.05])     # the group's scheduler was stepped
+    np.testing.assert_allclose(opt.get_last_lr(), [0.01, 0.05])     # the group's scheduler was stepped
 
 
 def test_cycled_momentum_reaches_every_group_with_a_momentum():
