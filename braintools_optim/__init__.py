@@ -16,10 +16,13 @@ from ._hyper import Hyper
 from ._optimizer import Optimizer
 from ._registry import ParamDict
 from ._storage import OptimizerState
+
+OptimState = OptimizerState      # braintools' name
 from .averaging import EMA, SWA
 from .optimizers import (LBFGS, Adafactor, Lamb, Lars, Lookahead, Muon, Prodigy, ScheduleFreeAdamW,
                          ScheduleFreeSGD, SGD, SM3, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, AdamW, Fromage, Lion,
-                         Momentum, MomentumNesterov, NAdam, NAdamW, Nadam, Novograd, RAdam, RMSProp, RMSprop,
+                         Momentum, MomentumNesterov, NAdam, NAdamW, Nadam, Novograd, OptaxOptimizer, RAdam, RMSProp,
+                         RMSprop,
                          Rprop, Yogi)
 from .schedulers import (ChainedScheduler, ConstantLR, CosineAnnealingLR, CosineAnnealingWarmRestarts,
                          CyclicLR, ExponentialDecayLR, ExponentialLR, LambdaLR, LinearLR, LRScheduler,
@@ -34,7 +37,7 @@ __all__ = [
     'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD',
     'gradient_processing', 'rules', 'schedulers',
     'AdaBelief', 'Adagrad', 'Adamax', 'Adan', 'Fromage', 'Lion', 'NAdam', 'NAdamW', 'Nadam', 'Novograd',
-    'RAdam', 'Rprop', 'SM3', 'Yogi',
+    'RAdam', 'Rprop', 'SM3', 'Yogi', 'OptaxOptimizer', 'OptimState',
     'Adafactor', 'LBFGS', 'Lamb', 'Lars', 'Lookahead', 'Muon', 'Prodigy', 'ScheduleFreeAdamW',
     'ScheduleFreeSGD',
     # schedulers

@@ -54,6 +54,11 @@ def _plain(value):
     return value
 
 
+def _stored_settings(group) -> Dict[str, Any]:
+    table = group.algorithm.hyperparameters
+    return {k: _plain(v) for k, v in group.settings.items() if k not in table or table[k].stored}
+
+
 def _describe(value, group: Optional[int]) -> Dict[str, Any]:
     mantissa, unit = _units.split(value)
     return {'shape': list(mantissa.shape), 'dtype': str(mantissa.dtype),
@@ -74,7 +79,7 @@ def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
         source = opt._lr.own[group.index]
         groups.append({
             'name': group.name, 'optimizer': group.algorithm.__name__,
-            'settings': {k: _plain(v) for k, v in group.settings.items()},
+            'settings': _stored_settings(group),
             'lr_source': 'default' if source is None else ('scheduler' if hasattr(source, 'step') else 'float'),
             'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen,
             'params': [names[i] for i, g in enumerate(opt._membership) if g == group.index],
@@ -95,7 +100,9 @@ def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
         'base_lr': opt._lr.base(0),
         'grad_accumulator': None if accumulator is None else {
             names[i]: np.array(value) for i, value in zip(trainable, accumulator.value)},
-        'extra': {name: jax.tree.map(np.asarray, state.value) for name, state in opt._extra_states().items()},
+        # the leaves only: an algorithm's State may be a NamedTuple (optax) that files cannot name
+        'extra': {name: [np.asarray(leaf) for leaf in jax.tree.leaves(state.value)]
+                  for name, state in opt._extra_states().items()},
     }
 
 
@@ -159,6 +166,17 @@ def _array(value, what: str, like) -> jax.Array:
 
 def load_state_dict(opt: 'Optimizer', state: Dict[str, Any], strict: bool = True) -> Dict[str, List[str]]:
     """See the module docstring and :meth:`Optimizer.load_state_dict`."""
+    write, report = prepare_load(opt, state, strict)
+    write()
+    return report
+
+
+def prepare_load(opt: 'Optimizer', state: Dict[str, Any], strict: bool = True):
+    """Check ``state`` against ``opt``; return ``(write, report)`` without writing anything.
+
+    ``write()`` then restores everything; a wrapper (Lookahead) checks its own
+    part too before calling it, so its load is all-or-nothing as well.
+    """
     if not isinstance(state, dict):
         raise TypeError(f"load_state_dict expects the dict returned by state_dict(), got {type(state).__name__}")
     version = state.get('format_version')
@@ -178,8 +196,7 @@ def load_state_dict(opt: 'Optimizer', state: Dict[str, Any], strict: bool = True
             from None
 
 
-def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool) -> Dict[str, List[str]]:
-    writes: List[Callable[[], None]] = []
+def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
     params = opt._registry.params
     names = [_keys.encode(p.key, p.leaf_path) for p in params]
     index = {name: i for i, name in enumerate(names)}
@@ -200,7 +217,7 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool) -> Dict[str, Li
         for group, saved in zip(opt._groups, saved_groups):
             if saved['optimizer'] != group.algorithm.__name__:
                 _fail(f"checkpoint group {group.index} runs {saved['optimizer']}, ours {group.algorithm.__name__}")
-            mine = {k: _plain(v) for k, v in group.settings.items()}
+            mine = _stored_settings(group)
             if saved['settings'] != mine:
                 diff = sorted(k for k in set(mine) | set(saved['settings'])
                               if mine.get(k, None) != saved['settings'].get(k, None))
@@ -364,7 +381,4 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool) -> Dict[str, Li
             _fail("loading this checkpoint changes which parameters share a fused buffer (their step "
                   "offsets differ), which the step compiled into your jit cannot follow; load it before "
                   "the first traced update")
-    writes.append(write)
-    for do in writes:
-        do()
-    return {'missing': missing, 'unexpected': shown(unexpected)}
+    return write, {'missing': missing, 'unexpected': shown(unexpected)}

@@ -43,13 +43,16 @@ class Hyper:
         cycled: how a scheduler's cycled momentum (``cycle_momentum=True``)
             reaches this algorithm: ``True`` replaces this value, an integer
             ``i`` replaces element ``i`` of a tuple (``betas[0]``).
+        stored: whether checkpoints record the value (to refuse a checkpoint
+            trained with another one); ``False`` for values that are not data
+            (an optax transformation).
     """
 
-    __slots__ = ('check', 'per_group', 'cycled')
+    __slots__ = ('check', 'per_group', 'cycled', 'stored')
 
     def __init__(self, check: Optional[Callable[[str, Any], Any]] = None, *, per_group: bool = True,
-                 cycled: Any = None):
-        self.check, self.per_group, self.cycled = check, per_group, cycled
+                 cycled: Any = None, stored: bool = True):
+        self.check, self.per_group, self.cycled, self.stored = check, per_group, cycled, stored
 
     def __repr__(self) -> str:
         return f"Hyper(per_group={self.per_group}, cycled={self.cycled})"

@@ -144,6 +144,8 @@ class Optimizer(brainstate.graph.Node):
     hyperparameters: Dict[str, Hyper] = {}
     #: other spellings of one element of a tuple hyper-parameter (``beta1`` -> ``betas[0]``)
     aliases: Dict[str, Tuple[str, int]] = {}
+    #: arguments braintools deprecates: {name: what to write instead} (a FutureWarning when given)
+    deprecated_arguments: Dict[str, str] = {}
     weight_decay_mode = 'coupled'
     #: whether this algorithm may run a parameter group inside another optimizer
     groupable = True
@@ -214,6 +216,10 @@ class Optimizer(brainstate.graph.Node):
     @classmethod
     def _checked_settings(cls, arguments: Dict[str, Any]) -> Settings:
         """The algorithm's hyper-parameters from constructor arguments (aliases folded in, checked)."""
+        for name, instead in cls.deprecated_arguments.items():
+            if arguments.get(name) is not None:
+                warnings.warn(f"{cls.__name__}({name}=...) is deprecated (as in braintools); write {instead}",
+                              FutureWarning, stacklevel=4)
         values = resolve_aliases(arguments, cls.aliases, arguments)
         values = check_values(cls.__name__, cls.hyperparameters, values)
         missing = [name for name in cls.hyperparameters if name not in values]
@@ -1127,6 +1133,10 @@ class Optimizer(brainstate.graph.Node):
         ignored. Returns ``{'missing': [...], 'unexpected': [...]}``.
         """
         return _checkpointing.load_state_dict(self, state, strict)
+
+    def _prepare_load(self, state: Dict[str, Any], strict: bool = True):
+        """``(write, report)``: :meth:`load_state_dict` checked but not yet written (for wrappers)."""
+        return _checkpointing.prepare_load(self, state, strict)
 
     def save(self, path: str) -> None:
         """Write :meth:`state_dict` to ``path`` atomically (see :mod:`braintools_optim.checkpoint`)."""

@@ -16,6 +16,7 @@ from .lookahead import Lookahead
 from .muon import Muon
 from .nadam import NAdam, NAdamW, Nadam
 from .novograd import Novograd
+from .optax_optimizer import OptaxOptimizer
 from .prodigy import Prodigy
 from .radam import RAdam
 from .rmsprop import RMSProp, RMSprop
@@ -27,5 +28,5 @@ from .yogi import Yogi
 
 __all__ = ['Adafactor', 'LBFGS', 'Lamb', 'Lars', 'Lookahead', 'Muon', 'Prodigy', 'ScheduleFreeAdamW',
            'ScheduleFreeSGD', 'AdaBelief', 'Adadelta', 'Adagrad', 'Adam', 'AdamW', 'Adamax', 'Adan', 'Fromage', 'Lion',
-           'Momentum', 'MomentumNesterov', 'NAdam', 'NAdamW', 'Nadam', 'Novograd', 'RAdam', 'RMSProp',
+           'Momentum', 'MomentumNesterov', 'NAdam', 'OptaxOptimizer', 'NAdamW', 'Nadam', 'Novograd', 'RAdam', 'RMSProp',
            'RMSprop', 'Rprop', 'SGD', 'SM3', 'Yogi']

@@ -63,6 +63,7 @@ class Adam(Optimizer):
         'eps_hat': Hyper(checks.boolean),
     }
     aliases = {'beta1': ('betas', 0), 'beta2': ('betas', 1)}
+    deprecated_arguments = {'beta1': 'betas=(beta1, beta2)', 'beta2': 'betas=(beta1, beta2)'}
 
     def __init__(self, lr=1e-3, betas=(0.9, 0.999), beta1=None, beta2=None, eps: float = 1e-8,
                  weight_decay: float = 0.0, amsgrad: bool = False, grad_clip_norm=None, grad_clip_value=None, *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from .. import _checks as checks
 from .._hyper import Hyper, captured
 from .._optimizer import Optimizer
@@ -56,8 +58,8 @@ class Fromage(Optimizer):
 
     def __init__(self, lr=1.0, momentum: float = 0.0, grad_clip_norm=None, grad_clip_value=None, *, min_norm: float = 1e-6, **options):
         if checks.non_negative('momentum', momentum) != 0.0:
-            raise ValueError(f"Fromage has no momentum term; momentum={momentum!r} cannot act. Leave it at 0 "
-                             f"(braintools accepted and ignored it).")
+            warnings.warn(f"Fromage has no momentum term: momentum={momentum!r} does nothing (accepted for "
+                          f"code written for braintools, which ignores it too)", UserWarning, stacklevel=2)
         del momentum
         super().__init__(**captured(locals()))
 

@@ -25,6 +25,7 @@ memory is cleared (the next step starts again from a scaled gradient step).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, NamedTuple, Optional
 
 import brainstate
@@ -232,6 +233,25 @@ def _lbfgs_rule(memory_size: int) -> UpdateRule:
                       {'diff_params': (0, 1), 'diff_grads': (1, 0), 'prev_param': (0, 1), 'prev_grad': (1, 0)})
 
 
+def _no_argument_form(value_fn, opt):
+    """``value_fn`` as a function of no arguments: one taking the parameters (optax's and braintools'
+    ``value_fn(params)``) is called with the registered States' current values."""
+    try:
+        parameters = inspect.signature(value_fn).parameters.values()
+    except (TypeError, ValueError):
+        return value_fn
+    required = [p for p in parameters if p.default is p.empty
+                and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not required:
+        return value_fn
+    cache = opt.__dict__.setdefault('_value_fn_forms', {})
+    wrapped = cache.get(id(value_fn))
+    if wrapped is None or wrapped[0] is not value_fn:
+        wrapped = (value_fn, lambda: value_fn(opt.param_states.to_pytree_value()))
+        cache[id(value_fn)] = wrapped
+    return wrapped[1]
+
+
 class LBFGS(Optimizer):
     r"""L-BFGS (Liu & Nocedal 1989) with a strong-Wolfe or backtracking line search.
 
@@ -268,10 +288,14 @@ class LBFGS(Optimizer):
 
     ``update(grads, value=None, value_fn=None)``: ``value`` is the loss at the
     current parameters (without the L2 term; computed with ``value_fn`` if
-    left out), ``value_fn`` a function of no arguments returning the scalar
+    left out), ``value_fn`` a function of no arguments (or of the parameters,
+    optax's and braintools' ``value_fn(params)``: it then receives the
+    registered States' values, keyed like ``opt.param_states``) returning the scalar
     loss from the model's current ParamStates. It must be deterministic and
     free of side effects on other States (it is called several times per
-    step). With ``linesearch=None`` both must be left out. Works eagerly,
+    step). With ``linesearch=None`` (the default, as braintools) there is
+    nothing to evaluate and both may be left out (they are accepted and not
+    used). Works eagerly,
     inside ``brainstate.transform.jit`` and ``for_loop``.
 
     Diagnostics, as OptimizerStates: ``opt.last_stepsize`` (:math:`\alpha_k`),
@@ -285,15 +309,16 @@ class LBFGS(Optimizer):
     the first trial is accepted and the iterates converge to the same points
     otherwise. optax also stores pairs with :math:`\langle s, y\rangle < 0`; we skip
     them. torch's ``LBFGS`` runs several iterations per ``step(closure)``;
-    ours is one iteration per ``update``. braintools' default had no line
-    search; pass ``linesearch=None`` for it.
+    ours is one iteration per ``update``. The default has no line search, as
+    braintools; optax's ``lbfgs`` searches by default: pass ``linesearch='zoom'``.
 
     Args:
         lr: learning rate :math:`\eta` (float or LRScheduler) scaling the direction
             before the line search (default 1.0: keep it unless ``linesearch=None``).
         memory_size: number :math:`m \ge 1` of stored pairs.
         scale_init_precond: the :math:`\gamma_k` scaling of :math:`H_0` (else :math:`H_0 = I`).
-        linesearch: ``'zoom'`` (strong Wolfe, default), ``'backtracking'`` (Armijo) or ``None``.
+        linesearch: ``None`` (default, as braintools: step :math:`\eta_t d_k`), ``'zoom'``
+            (strong Wolfe, optax's default and the robust choice) or ``'backtracking'`` (Armijo).
         max_linesearch_steps: evaluation budget of the line search.
         c1: sufficient-decrease constant, ``0 < c1 < c2``.
         c2: curvature constant, ``c2 < 1`` (zoom only; a non-default value is refused otherwise).
@@ -311,7 +336,7 @@ class LBFGS(Optimizer):
     >>> w = brainstate.ParamState(jnp.array([3.0, -2.0]))
     >>> scale = jnp.array([1.0, 10.0])
     >>> loss_fn = lambda: jnp.sum(scale * (w.value - 1.0) ** 2)
-    >>> opt = LBFGS().register_trainable_weights({'w': w})
+    >>> opt = LBFGS(linesearch='zoom').register_trainable_weights({'w': w})
     >>> grad_fn = brainstate.transform.grad(loss_fn, opt.param_states, return_value=True)
     >>> for _ in range(8):
     ...     grads, loss = grad_fn()
@@ -332,7 +357,7 @@ class LBFGS(Optimizer):
     }
 
     def __init__(self, lr=1.0, memory_size: int = 10, scale_init_precond: bool = True,
-                 linesearch: Optional[str] = 'zoom', grad_clip_norm=None, grad_clip_value=None, *,
+                 linesearch: Optional[str] = None, grad_clip_norm=None, grad_clip_value=None, *,
                  max_linesearch_steps: int = 20, c1: float = 1e-4, c2: float = 0.9, weight_decay: float = 0.0,
                  **options):
         super().__init__(**captured(locals()))
@@ -383,9 +408,7 @@ class LBFGS(Optimizer):
             raise TypeError(f"LBFGS.update got unexpected argument(s) {', '.join(unknown)}")
         value, value_fn = kwargs.get('value'), kwargs.get('value_fn')
         if self.linesearch is None:
-            if value is not None or value_fn is not None:
-                raise ValueError("value and value_fn are used by the line search; LBFGS(linesearch=None) "
-                                 "has none: call update(grads)")
+            # without a line search there is nothing to evaluate; braintools accepted these too
             return {}, {}
         if value_fn is None:
             raise ValueError(f"LBFGS(linesearch={self.linesearch!r}) evaluates the loss at trial points: "
@@ -394,7 +417,7 @@ class LBFGS(Optimizer):
         if not callable(value_fn):
             raise TypeError(f"value_fn must be a function of no arguments returning the loss, got "
                             f"{type(value_fn).__name__}")
-        return {'value_fn': value_fn}, ({} if value is None else {'value': value})
+        return {'value_fn': _no_argument_form(value_fn, self)}, ({} if value is None else {'value': value})
 
     def _compute_updates(self, grads, params, lrs, count, extra):
         dtype = self.rho.value.dtype

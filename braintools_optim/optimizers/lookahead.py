@@ -11,6 +11,7 @@ import numpy as np
 from .. import _checks as checks
 from .. import _keys, _units
 from .._checkpointing import STATE_DICT_VERSION
+from .._errors import CheckpointMismatchError
 from .._optimizer import Optimizer, _contains_tracer
 from .._storage import OptimizerState
 
@@ -70,16 +71,25 @@ class Lookahead(brainstate.graph.Node):
 
     graph_invisible_attrs = ('_slow_owner', '_compiled', '_compiled_key')
 
-    def __init__(self, base_optimizer, sync_period: int = 5, alpha: float = 0.5, **options):
-        refused = sorted(options)
-        if refused:
-            known = [name for name in refused if name in _REFUSED]
-            hint = (f"; {', '.join(known)} belong(s) to the inner optimizer: pass them when building it"
-                    if known else '')
-            raise TypeError(f"Lookahead got unexpected argument(s) {', '.join(refused)}{hint}")
+    def __init__(self, base_optimizer, sync_period: int = 5, alpha: float = 0.5, lr=None,
+                 weight_decay: Optional[float] = None, grad_clip_norm=None, grad_clip_value=None, **options):
+        settings = dict(lr=lr, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm,
+                        grad_clip_value=grad_clip_value)
+        given = {name: value for name, value in settings.items() if value is not None}
+        if _is_optax_transformation(base_optimizer):
+            # braintools' form: Lookahead(optax.adam(1e-3), ...) builds the inner optimizer itself
+            from .optax_optimizer import OptaxOptimizer
+            base_optimizer = OptaxOptimizer(base_optimizer, **given, **options)
+        else:
+            refused = sorted(set(given) | set(options))
+            if refused:
+                known = [name for name in refused if name in _REFUSED]
+                hint = (f"; {', '.join(known)} belong(s) to the inner optimizer: pass them when building it"
+                        if known else '')
+                raise TypeError(f"Lookahead got unexpected argument(s) {', '.join(refused)}{hint}")
         if not isinstance(base_optimizer, (Optimizer, Lookahead)):
-            raise TypeError(f"Lookahead wraps an optimizer of braintools_optim, got "
-                            f"{type(base_optimizer).__name__}")
+            raise TypeError(f"Lookahead wraps an optimizer of braintools_optim or an optax "
+                            f"GradientTransformation, got {type(base_optimizer).__name__}")
         if len(base_optimizer.param_states):
             raise ValueError("the inner optimizer already has registered parameters; build it fresh and "
                              "register the parameters through Lookahead.register_trainable_weights")
@@ -246,24 +256,73 @@ class Lookahead(brainstate.graph.Node):
         keys = [_keys.encode(p.key, p.leaf_path) for p in self._inner_params()]
         return {'format_version': STATE_DICT_VERSION, 'optimizer': 'Lookahead',
                 'inner': self.base_optimizer.state_dict(),
-                'slow_params': dict(zip(keys, map(np.asarray, self.slow_params.value))),
+                'slow_params': dict(zip(keys, map(np.array, self.slow_params.value))),
                 'steps_since_sync': np.asarray(self.steps_since_sync.value)}
 
-    def load_state_dict(self, state: Dict[str, Any]) -> None:
-        """Restore :meth:`state_dict` output; raises (changing nothing) if it does not fit."""
-        if state.get('format_version') != STATE_DICT_VERSION or state.get('optimizer') != 'Lookahead':
-            raise ValueError("not a Lookahead state_dict of this format version")
-        keys = [_keys.encode(p.key, p.leaf_path) for p in self._inner_params()]
+    def _prepare_load(self, state: Dict[str, Any], strict: bool = True):
+        """Check ``state`` (the inner optimizer's part too); return ``(write, report)``, writing nothing."""
+        if not isinstance(state, dict):
+            raise TypeError(f"load_state_dict expects the dict returned by state_dict(), got "
+                            f"{type(state).__name__}")
+        if state.get('format_version') not in (1, STATE_DICT_VERSION) or state.get('optimizer') != 'Lookahead':
+            raise CheckpointMismatchError("not a Lookahead state_dict (format_version and 'optimizer' do not fit)")
+        inner = self.base_optimizer
+        write_inner, report = inner._prepare_load(state['inner'], strict)
+        params = self._inner_params()
+        keys = [_keys.encode(p.key, p.leaf_path) for p in params]
         saved = state['slow_params']
-        if set(saved) != set(keys):
-            raise ValueError(f"state_dict slow_params are for {sorted(saved)}, not {sorted(keys)}")
+        if state['format_version'] == 1:
+            legacy = {_keys.legacy_encode(p.key, p.leaf_path): k for p, k in zip(params, keys)}
+            saved = {legacy.get(k, '\0' + k): v for k, v in saved.items()}
+        missing = [k for k in keys if k not in saved]
+        if strict and (missing or set(saved) - set(keys)):
+            raise CheckpointMismatchError(f"state_dict slow_params are for {sorted(saved)}, not {sorted(keys)}")
         values = []
-        for key, current in zip(keys, self.slow_params.value):
-            array = jnp.asarray(saved[key])
+        for key, param, current in zip(keys, params, self.slow_params.value):
+            if key not in saved:                          # strict=False: start from the current weights
+                values.append(jnp.array(_units.split(param.handle.value)[0], copy=True))
+                continue
+            array = np.asarray(saved[key])
             if array.shape != current.shape or array.dtype != current.dtype:
-                raise ValueError(f"state_dict slow_params for {key!r}: {array.shape} {array.dtype} != "
-                                 f"{current.shape} {current.dtype}")
-            values.append(array)
-        self.base_optimizer.load_state_dict(state['inner'])
-        self.slow_params.value = values
-        self.steps_since_sync.value = jnp.asarray(state['steps_since_sync'], jnp.int32)
+                raise CheckpointMismatchError(f"state_dict slow_params for {key}: {array.dtype}{list(array.shape)}"
+                                              f" != {current.dtype}{list(current.shape)}")
+            values.append(jnp.asarray(array))
+        counter = np.asarray(state['steps_since_sync'])
+        if counter.shape != () or counter.dtype.kind not in 'iu' or not 0 <= int(counter) < self._sync_period:
+            raise CheckpointMismatchError(f"state_dict steps_since_sync {counter!r} is not an integer in "
+                                          f"[0, {self._sync_period})")
+
+        def write():
+            write_inner()
+            self.slow_params.value = values
+            self.steps_since_sync.value = jnp.asarray(int(counter), jnp.int32)
+
+        return write, report
+
+    def load_state_dict(self, state: Dict[str, Any], strict: bool = True) -> Dict[str, Any]:
+        """Restore :meth:`state_dict` output; everything is checked first, so a failure changes nothing.
+
+        ``strict=False`` as :meth:`Optimizer.load_state_dict`; parameters the
+        checkpoint lacks start their slow weights at their current values.
+        """
+        write, report = self._prepare_load(state, strict)
+        write()
+        return report
+
+    def save(self, path: str) -> None:
+        """Write :meth:`state_dict` to ``path`` atomically (see :mod:`braintools_optim.checkpoint`)."""
+        from .. import checkpoint
+        checkpoint.save(path, self.state_dict())
+
+    def load(self, path: str, strict: bool = True) -> Dict[str, Any]:
+        """Read a file written by :meth:`save` and :meth:`load_state_dict` it."""
+        from .. import checkpoint
+        return self.load_state_dict(checkpoint.load(path), strict=strict)
+
+
+def _is_optax_transformation(value) -> bool:
+    try:
+        import optax
+    except ImportError:
+        return False
+    return isinstance(value, optax.GradientTransformation)
