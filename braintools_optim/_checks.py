@@ -5,6 +5,11 @@ from __future__ import annotations
 import math
 
 
+def _is_tracer(value) -> bool:
+    import jax
+    return isinstance(value, jax.core.Tracer)
+
+
 def _number(name: str, value) -> float:
     if isinstance(value, bool) or type(value).__name__ == 'bool_':
         raise TypeError(f"{name} must be a number, got {value!r}")
@@ -29,6 +34,8 @@ def positive(name: str, value, allow_none: bool = False):
 
 def non_negative(name: str, value) -> float:
     """``value >= 0``."""
+    if _is_tracer(value):                    # built inside a trace (meta-learning): checked by the caller's jit
+        return value
     number = _number(name, value)
     if number < 0.0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")

@@ -21,12 +21,14 @@ import brainstate
 import jax
 import jax.numpy as jnp
 
+from ._copying import PlainCopy
+
 
 def counter(name: str) -> brainstate.State:
     return brainstate.LongTermState(jnp.zeros((), jnp.int32), name=name)
 
 
-class StepGuards(brainstate.graph.Node):
+class StepGuards(PlainCopy, brainstate.graph.Node):
     """Accumulation and non-finite skipping for one optimizer (see the module docstring)."""
 
     graph_invisible_attrs = ('_owner', 'skip_nonfinite', 'max_consecutive_skips', 'accumulate_steps',

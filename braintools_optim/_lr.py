@@ -23,6 +23,7 @@ import brainstate
 import jax
 import jax.numpy as jnp
 
+from ._copying import PlainCopy
 from . import _checks as checks
 from ._storage import OptimizerState
 from .schedulers._base import LRScheduler
@@ -30,6 +31,12 @@ from .schedulers._base import LRScheduler
 
 def is_scheduler(value) -> bool:
     return isinstance(value, LRScheduler)
+
+
+def _traced(value) -> bool:
+    """A learning rate that is a JAX tracer: the optimizer was built inside a traced function
+    (meta-learning: ``jax.grad`` of a loss through an inner training loop, with respect to lr)."""
+    return isinstance(value, jax.core.Tracer)
 
 
 def cycles_momentum(source) -> bool:
@@ -49,7 +56,7 @@ def scheduler_states(scheduler) -> List[brainstate.State]:
     return found
 
 
-class LearningRates(brainstate.graph.Node):
+class LearningRates(PlainCopy, brainstate.graph.Node):
     """The learning-rate sources of an optimizer's groups (see the module docstring).
 
     ``default`` is the optimizer's own ``lr=`` (float or scheduler); ``own[g]``
@@ -104,7 +111,7 @@ class LearningRates(brainstate.graph.Node):
                                  "or leave the groups' lr out")
 
     def _float_values(self) -> List[float]:
-        return [float(lr) if isinstance(lr, (int, float)) else 0.0
+        return [0.0 if is_scheduler(lr) else (lr if _traced(lr) else float(lr))
                 for lr in (self.source(g) for g in range(len(self.own)))]
 
     def _refresh(self, initial: bool = False) -> None:
@@ -121,7 +128,7 @@ class LearningRates(brainstate.graph.Node):
             for g, (before, now) in enumerate(zip(self._sources, sources)):
                 if before is now and not is_scheduler(now):
                     new = new.at[g].set(old[g])
-        exact = [float(src) if not is_scheduler(src) else None for src in sources]
+        exact = [None if is_scheduler(src) or _traced(src) else float(src) for src in sources]
         if not initial:
             exact = [self._exact[g] if g < len(self._exact) and g < len(self._sources) and self._sources[g] is src
                      else e for g, (src, e) in enumerate(zip(sources, exact))]
@@ -136,7 +143,7 @@ class LearningRates(brainstate.graph.Node):
             if source is self.default and source.per_group:
                 return float(base[group])
             return float(base[0])
-        return float(source)
+        return source if _traced(source) else float(source)
 
     # ---------------------------------------------------------------- reading (traceable)
     def values(self, num_groups: int) -> jax.Array:

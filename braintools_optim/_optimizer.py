@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks as checks
-from . import _checkpointing
+from . import _checkpointing, _copying
 from . import _groups
 from . import _keys
 from . import _units
@@ -69,6 +69,11 @@ ENGINE_OPTIONS: Dict[str, Any] = dict(
 )
 
 INT32_MAX = 2 ** 31 - 1
+
+
+def _nonzero(value) -> bool:
+    """Whether a weight decay needs a decay term in the compiled step (a traced one always does)."""
+    return isinstance(value, jax.core.Tracer) or value != 0.0
 
 
 def _contains_tracer(tree) -> bool:
@@ -185,7 +190,7 @@ class Optimizer(brainstate.graph.Node):
                                           checks.non_negative('weight_decay', weight_decay)))
         self._check_cycling(self._groups[0])
         self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
-        self._wd_live: List[bool] = [self._groups[0].weight_decay != 0.0]
+        self._wd_live: List[bool] = [_nonzero(self._groups[0].weight_decay)]
         self._wd_state = OptimizerState(jnp.asarray([self._groups[0].weight_decay], checks.float_dtype()),
                                         name=f'{name}.weight_decay')
         self._guards = StepGuards(name, skip_nonfinite=self._options['skip_nonfinite'],
@@ -394,7 +399,7 @@ class Optimizer(brainstate.graph.Node):
         try:
             self._lr.add_group(group.lr)
             self._check_cycling(group)
-            self._wd_live.append(group.weight_decay != 0.0)
+            self._wd_live.append(_nonzero(group.weight_decay))
             self._reassign(new_states=group.selector.states)
         except Exception:
             self._groups.pop()
@@ -477,7 +482,7 @@ class Optimizer(brainstate.graph.Node):
             notes.append(f'lr x{lr_mult:g}')
         group = self._membership[i]
         if group is not None and not self._groups[group].frozen:
-            decays = self._groups[group].weight_decay != 0.0 or self._wd_live[group]
+            decays = self._wd_live[group]
             notes.append('decay' if decays and wd_mult != 0.0 else 'no decay')
             if decays and wd_mult not in (0.0, 1.0):
                 notes.append(f'wd x{wd_mult:g}')
@@ -525,7 +530,7 @@ class Optimizer(brainstate.graph.Node):
         new_params = [p for _, _, params in planned for p in params]
         infos = self._infos() + self._infos(new_params)
         membership = _groups.assign(self._groups, infos, self._options['unmatched'])
-        trained = int(self.step_count.value) > 0 or self._traced_by_caller
+        trained = self.steps_taken() > 0 or self._traced_by_caller
         moved = [self._registry.params[i].name for i, (old, new) in enumerate(zip(self._membership, membership))
                  if old != new]
         if moved and trained:
@@ -536,7 +541,7 @@ class Optimizer(brainstate.graph.Node):
         mults = self._param_mults(infos, membership)
         if new_states is not None:
             self._registry.commit(planned)
-        now = int(self.step_count.value)
+        now = self.steps_taken()
         self._step_offsets.extend([now] * (len(membership) - len(self._step_offsets)))
         old_membership = self._membership
         self._membership, self._mults = membership, mults
@@ -595,6 +600,11 @@ class Optimizer(brainstate.graph.Node):
             if i in trainable:
                 states[param.key] = param.state
         return ParamDict(states)
+
+    def steps_taken(self) -> int:
+        """The step counter as a Python int (0 for an optimizer built inside a trace, whose counter is traced)."""
+        value = self.step_count.value
+        return 0 if isinstance(value, jax.core.Tracer) else int(value)
 
     @property
     def _trainable(self) -> List[int]:
@@ -682,7 +692,7 @@ class Optimizer(brainstate.graph.Node):
         if unknown:
             raise KeyError(f"no registered parameter under {', '.join(map(_keys.describe, unknown))}")
         indices = [i for i, p in enumerate(params) if not keys or p.key in wanted]
-        now = int(self.step_count.value)
+        now = self.steps_taken()
         for i in indices:
             self._step_offsets[i] = now
         self._registry.resign(indices)
@@ -1148,8 +1158,32 @@ class Optimizer(brainstate.graph.Node):
         from . import checkpoint
         return self.load_state_dict(checkpoint.load(path), strict=strict)
 
+    # ------------------------------------------------------------------ copies
+    #: caches a copy or a pickle leaves out (rebuilt on first use)
+    _UNCOPIED = ('_compiled_step', '_lr_view', '_value_fn_forms')
+
+    def __deepcopy__(self, memo):
+        """An independent optimizer for the same model: its own States (moments, counters, lr,
+        schedulers) are copied, the registered ParamStates are shared (the model owns them).
+
+        ``pickle`` instead carries everything, parameters included (another process has no model
+        to point at); to move training to another model, use :meth:`state_dict`.
+        """
+        for state in self._registry.states().values():
+            memo.setdefault(id(state), state)
+        new = _copying.deepcopy_object(self, memo, drop=self._UNCOPIED)
+        new.__dict__['_compiled_step'] = None
+        return new
+
+    def __getstate__(self):
+        return _copying.frozen_state(self, drop=self._UNCOPIED)
+
+    def __setstate__(self, state):
+        self.__dict__.update(_copying.thawed_state(state))
+        self.__dict__['_compiled_step'] = None
+
     def __repr__(self) -> str:
-        lines = [f"{type(self).__name__}(step={int(self.step_count.value)}, "
+        lines = [f"{type(self).__name__}(step={self.steps_taken()}, "
                  f"{len(self._trainable)} trainable parameter(s), {self.num_groups} group(s))"]
         body = self.describe_groups()
         return '\n'.join(lines + (['  ' + line for line in body.splitlines()] if body else []))

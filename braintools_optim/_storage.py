@@ -16,6 +16,7 @@ import brainstate
 import jax
 import jax.numpy as jnp
 
+from ._copying import PlainCopy
 from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout, placement
 
 
@@ -23,7 +24,7 @@ class OptimizerState(brainstate.LongTermState):
     """A State owned by an optimizer (moments, step counter, learning rate)."""
 
 
-class GroupStorage(brainstate.graph.Node):
+class GroupStorage(PlainCopy, brainstate.graph.Node):
     """The buffers of one parameter group (see the module docstring).
 
     Args:

@@ -91,70 +91,215 @@ class ParamInfo:
 
 
 class Selector:
-    """A yes/no rule over :class:`ParamInfo`; combine with ``&``, ``|``, ``~``."""
+    """A yes/no rule over :class:`ParamInfo`; combine with ``&``, ``|``, ``~``.
 
-    def __init__(self, test: Callable[[ParamInfo], bool], description: str):
-        self._test, self.description = test, description
-
-    def __call__(self, info: ParamInfo) -> bool:
-        return bool(self._test(info))
-
-    def __and__(self, other) -> 'Selector':
-        other = as_selector(other)
-        return Selector(lambda i: self(i) and other(i), f"({self.description} & {other.description})")
-
-    def __or__(self, other) -> 'Selector':
-        other = as_selector(other)
-        return Selector(lambda i: self(i) or other(i), f"({self.description} | {other.description})")
-
-    def __invert__(self) -> 'Selector':
-        return Selector(lambda i: not self(i), f"~{self.description}")
+    Subclasses implement ``test(info)``; they hold plain data (a pattern, a
+    number, a class), so an optimizer with groups can be copied and pickled.
+    """
 
     #: the States an explicit selector names (they are registered with the group); ``None`` otherwise
     states: Optional[Any] = None
+
+    def test(self, info: ParamInfo) -> bool:
+        raise NotImplementedError
+
+    @property
+    def description(self) -> str:
+        raise NotImplementedError
+
+    def __call__(self, info: ParamInfo) -> bool:
+        return bool(self.test(info))
+
+    def __and__(self, other) -> 'Selector':
+        return _All(self, as_selector(other))
+
+    def __or__(self, other) -> 'Selector':
+        return _Any(self, as_selector(other))
+
+    def __invert__(self) -> 'Selector':
+        return _Not(self)
 
     def __repr__(self) -> str:
         return f"<selector {self.description}>"
 
 
+class _Glob(Selector):
+    def __init__(self, pattern: str):
+        self.pattern = pattern
+
+    def test(self, info):
+        return fnmatch.fnmatchcase(info.path, self.pattern)
+
+    @property
+    def description(self):
+        return f"glob {self.pattern!r}"
+
+
+class _Regex(Selector):
+    def __init__(self, pattern):
+        self.compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
+
+    def test(self, info):
+        return self.compiled.search(info.path) is not None
+
+    @property
+    def description(self):
+        return f"regex {self.compiled.pattern!r}"
+
+
+class _Ndim(Selector):
+    def __init__(self, n: int):
+        self.n = n
+
+    def test(self, info):
+        return info.ndim == self.n
+
+    @property
+    def description(self):
+        return f"ndim {self.n}"
+
+
+class _Unit(Selector):
+    def __init__(self, of):
+        self.of, self.dim = of, u.get_dim(of)
+
+    def test(self, info):
+        return info.unit is not None and u.get_dim(info.unit) == self.dim
+
+    @property
+    def description(self):
+        return f"unit ~ {self.of}"
+
+
+class _StateType(Selector):
+    def __init__(self, cls):
+        self.cls = cls
+
+    def test(self, info):
+        return isinstance(info.state, self.cls)
+
+    @property
+    def description(self):
+        return f"state type {self.cls.__name__}"
+
+
+class _Where(Selector):
+    def __init__(self, predicate, description=None):
+        self.predicate = predicate
+        self._description = description or getattr(predicate, '__name__', 'predicate')
+
+    def test(self, info):
+        return self.predicate(info)
+
+    @property
+    def description(self):
+        return self._description
+
+
+class _Everything(Selector):
+    def test(self, info):
+        return True
+
+    @property
+    def description(self):
+        return 'everything'
+
+
+_BIAS = re.compile(r'(^|_)bias(es)?($|_)', re.IGNORECASE)
+
+
+class _Decayable(Selector):
+    def test(self, info):
+        last = info.path.rsplit('.', 1)[-1]
+        return info.ndim >= 2 and not _BIAS.search(last)
+
+    @property
+    def description(self):
+        return 'decayable (ndim >= 2, not a bias)'
+
+
+class _All(Selector):
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def test(self, info):
+        return all(part(info) for part in self.parts)
+
+    @property
+    def description(self):
+        return '(' + ' & '.join(part.description for part in self.parts) + ')'
+
+
+class _Any(Selector):
+    def __init__(self, *parts):
+        self.parts = parts
+
+    def test(self, info):
+        return any(part(info) for part in self.parts)
+
+    @property
+    def description(self):
+        return '(' + ' | '.join(part.description for part in self.parts) + ')'
+
+
+class _Not(Selector):
+    def __init__(self, part):
+        self.part = part
+
+    def test(self, info):
+        return not self.part(info)
+
+    @property
+    def description(self):
+        return f"~{self.part.description}"
+
+
+class _Explicit(Selector):
+    def __init__(self, states: List[Any], entries):
+        self.members = list(states)
+        self.states = entries
+
+    def test(self, info):
+        return any(info.state is state for state in self.members)
+
+    @property
+    def description(self):
+        return f"{len(self.members)} given State(s)"
+
+
 def glob(pattern: str) -> Selector:
     """Parameters whose dotted path matches the shell-style ``pattern`` (``*`` spans dots)."""
-    return Selector(lambda info: fnmatch.fnmatchcase(info.path, pattern), f"glob {pattern!r}")
+    return _Glob(pattern)
 
 
 def regex(pattern) -> Selector:
     """Parameters whose dotted path contains a match of ``pattern`` (``re.search``)."""
-    compiled = re.compile(pattern) if isinstance(pattern, str) else pattern
-    return Selector(lambda info: compiled.search(info.path) is not None, f"regex {compiled.pattern!r}")
+    return _Regex(pattern)
 
 
 def ndim(n: int) -> Selector:
     """Parameters with exactly ``n`` dimensions (``ndim(2)``: weight matrices)."""
-    return Selector(lambda info: info.ndim == n, f"ndim {n}")
+    return _Ndim(n)
 
 
 def unit(of) -> Selector:
     """Parameters whose unit has the dimension of ``of`` (``unit(u.ms)``: every time constant)."""
-    dim = u.get_dim(of)
-    return Selector(lambda info: info.unit is not None and u.get_dim(info.unit) == dim, f"unit ~ {of}")
+    return _Unit(of)
 
 
 def state_type(cls) -> Selector:
     """Parameters held by a State of type ``cls`` (or a subclass)."""
-    return Selector(lambda info: isinstance(info.state, cls), f"state type {cls.__name__}")
+    return _StateType(cls)
 
 
 def where(predicate: Callable[[ParamInfo], bool], description: Optional[str] = None) -> Selector:
     """Parameters for which ``predicate(info)`` is true."""
-    return Selector(predicate, description or getattr(predicate, '__name__', 'predicate'))
+    return _Where(predicate, description)
 
 
 def everything() -> Selector:
     """Every parameter."""
-    return Selector(lambda info: True, 'everything')
-
-
-_BIAS = re.compile(r'(^|_)bias(es)?($|_)', re.IGNORECASE)
+    return _Everything()
 
 
 def decayable() -> Selector:
@@ -163,18 +308,11 @@ def decayable() -> Selector:
     Biases, gains, time constants and other 0-D / 1-D parameters are left
     undecayed, as is any parameter whose last path part names a bias.
     """
-    def test(info: ParamInfo) -> bool:
-        last = info.path.rsplit('.', 1)[-1]
-        return info.ndim >= 2 and not _BIAS.search(last)
-
-    return Selector(test, 'decayable (ndim >= 2, not a bias)')
+    return _Decayable()
 
 
 def _explicit(states: List[Any], entries: Optional[Any]) -> Selector:
-    ids = {id(state) for state in states}
-    selector = Selector(lambda info: id(info.state) in ids, f"{len(ids)} given State(s)")
-    selector.states = entries if entries is not None else states
-    return selector
+    return _Explicit(states, entries if entries is not None else states)
 
 
 def as_selector(spec) -> Selector:

@@ -395,7 +395,7 @@ class LBFGS(Optimizer):
         return {'rho': self.rho, 'last_stepsize': self.last_stepsize, 'linesearch_evals': self.linesearch_evals}
 
     def register_trainable_weights(self, param_states, prefix=None):
-        if len(self._registry) and int(self.step_count.value) > 0:
+        if len(self._registry) and self.steps_taken() > 0:
             raise RuntimeError("L-BFGS's stored curvature pairs span all registered parameters; register "
                                "every parameter before the first update, or build a new LBFGS")
         return super().register_trainable_weights(param_states, prefix)

@@ -110,7 +110,7 @@ class OptaxOptimizer(Optimizer):
         return ParamDict((params[i].ident, value) for i, value in zip(self._trainable, values))
 
     def _reassign(self, new_states=None, prefix=None) -> None:
-        if len(self._registry) and new_states is not None and int(self.step_count.value) > 0:
+        if len(self._registry) and new_states is not None and self.steps_taken() > 0:
             raise RuntimeError("an optax transformation's state spans all its parameters; register every "
                                "parameter before the first update, or build a new OptaxOptimizer")
         super()._reassign(new_states, prefix)
