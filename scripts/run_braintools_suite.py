@@ -157,8 +157,8 @@ def prepare(workdir: str, wheel: str, only: str) -> str:
 
 def run_pytest(suite: str, keyword, extra) -> str:
     report = os.path.join(suite, 'report.xml')
-    command = [sys.executable, '-m', 'pytest', suite, '-q', '-o', 'junit_family=xunit1',
-               f'--junitxml={report}', '--rootdir', suite, '-c', os.path.join(suite, 'pytest.ini')]
+    command = [sys.executable, '-m', 'pytest', suite, '-q', '--continue-on-collection-errors',
+               '-o', 'junit_family=xunit1', f'--junitxml={report}', '--rootdir', suite, '-c', os.path.join(suite, 'pytest.ini')]
     if keyword:
         command += ['-k', keyword]
     command += list(extra)

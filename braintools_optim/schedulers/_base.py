@@ -238,7 +238,7 @@ class LRScheduler:
     """Base class: a learning rate that is a pure function of a step counter in State.
 
     Subclasses declare their hyper-parameters as constructor arguments, pass
-    them to ``super().__init__(base_lr, last_epoch, **hyper)`` and implement
+    them to ``self._setup(base_lr, last_epoch, **hyper)`` and implement
     :meth:`_configure` (validate them all; return the attributes to set) and
     :meth:`_formula` (a traceable function of an int32 epoch). Everything else
     (the counter, ``step``, ``current_lr``, ``get_last_lr``, ``state_dict``,
@@ -264,7 +264,11 @@ class LRScheduler:
     _not_hyper = ('self', 'last_epoch', 'schedulers', 'optimizer')
     _hyper_cache: Dict[type, Tuple[str, ...]] = {}
 
-    def __init__(self, base_lr: Any = 1e-3, last_epoch: int = 0, **hyper):
+    def __init__(self, base_lr: Any = 1e-3, last_epoch: int = 0):
+        self._setup(base_lr, last_epoch)
+
+    def _setup(self, base_lr, last_epoch, **hyper) -> None:
+        """What a subclass's ``__init__`` calls: check the hyper-parameters, set them, create the State."""
         object.__setattr__(self, '_ready', False)
         self.optimizer = None
         self._version = 0
@@ -285,9 +289,10 @@ class LRScheduler:
         """The reassignable hyper-parameters: the constructor's arguments except ``last_epoch`` (and children)."""
         names = LRScheduler._hyper_cache.get(cls)
         if names is None:
+            accepted = {p.name for p in inspect.signature(cls._configure).parameters.values()
+                        if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
             parameters = inspect.signature(cls.__init__).parameters.values()
-            names = tuple(p.name for p in parameters
-                          if p.name not in cls._not_hyper and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+            names = tuple(p.name for p in parameters if p.name in accepted and p.name not in cls._not_hyper)
             LRScheduler._hyper_cache[cls] = names
         return names
 
@@ -400,7 +405,9 @@ class LRScheduler:
     # ------------------------------------------------------------------ schedule
     def _formula(self, epoch: jax.Array) -> jax.Array:
         """The learning rate after ``epoch`` steps (traceable; ``epoch`` is an int32 array)."""
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} defines no _formula(epoch), so its learning rate at an arbitrary epoch is "
+            f"unknown; current_lr / get_lr() read the State")
 
     def lr_at(self, epoch) -> jax.Array:
         """The learning rate after ``epoch`` calls of :meth:`step` (pure, traceable; changes no State)."""
@@ -437,7 +444,18 @@ class LRScheduler:
 
     def _lr_from_state(self) -> jax.Array:
         """The schedule's learning rate at the counter, as traceable code reading State (subclasses override)."""
+        if type(self).get_lr is not LRScheduler.get_lr:
+            # a braintools-style subclass: its get_lr() computes the lrs from self.last_epoch.value
+            return self._groups_array(self.get_lr())
         return self._evaluate(jnp.asarray(self.last_epoch.value, jnp.int32))
+
+    def _groups_array(self, values) -> jax.Array:
+        values = list(values) if isinstance(values, (list, tuple)) else [values]
+        if len(values) != self.num_groups:
+            raise ValueError(f"{type(self).__name__}.get_lr() returned {len(values)} learning rate(s) for "
+                             f"{self.num_groups} group(s)")
+        array = jnp.stack([jnp.asarray(v, float_dtype()).reshape(()) for v in values])
+        return array if self._per_group else array[0]
 
     def _lr_now(self) -> jax.Array:
         """``current_lr``: the schedule's value, or what :meth:`apply` set for the current epoch."""
@@ -581,7 +599,7 @@ class LRScheduler:
 
     def _derived_entries(self) -> Dict[str, Any]:
         """Entries braintools' state_dict has that are derived here (saved for readers, checked on load)."""
-        return {'base_lrs': list(self.base_lrs), 'current_lrs': [float(v) for v in self.get_last_lr()]}
+        return {'base_lrs': list(self.base_lrs), 'current_lrs': [_plain(v, float) for v in self.get_last_lr()]}
 
     def state_dict(self) -> dict:
         """Every piece of this scheduler's State, as a plain dict (arrays and lists).
@@ -658,7 +676,7 @@ class LRScheduler:
                 raise ValueError(f"{type(self).__name__} state_dict['base_lrs'] = {saved.tolist()} does not match "
                                  f"this scheduler's {self.base_lrs} (they follow from its other arguments)")
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state_dict: dict) -> None:
         """Restore :meth:`state_dict` output (ours, or braintools' keys); raises, changing nothing, if it does not fit.
 
         Counters must be integers in ``[0, 2**31 - 1]`` (never wrapped into
@@ -668,9 +686,9 @@ class LRScheduler:
         schedule's value at the saved epoch is restored as an :meth:`apply`
         override.
         """
-        values = self._check_state_dict(state)
+        values = self._check_state_dict(state_dict)
         with self._transaction():
-            self._load_checked(state, values)
+            self._load_checked(state_dict, values)
 
     def _load_checked(self, state: dict, values: Dict[str, Any]) -> None:
         changes = self._adopt_config(state)
@@ -751,6 +769,11 @@ class LRScheduler:
         return f"{type(self).__name__}({', '.join(parts)})"
 
 
+def _plain(value, kind):
+    """A concrete scalar as a Python ``kind`` (state_dict entries for readers); a traced one as it is."""
+    return value if _is_tracer(value) else kind(value)
+
+
 def _same(value, default) -> bool:
     try:
         return bool(value == default) or (isinstance(default, tuple) and list(default) == value)
@@ -778,7 +801,7 @@ class StepLR(LRScheduler):
     """
 
     def __init__(self, base_lr: Any = 1e-3, step_size: int = 30, gamma: float = 0.1, last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, step_size=step_size, gamma=gamma)
+        self._setup(base_lr, last_epoch, step_size=step_size, gamma=gamma)
 
     def _configure(self, base_lr, step_size, gamma):
         return dict(super()._configure(base_lr), step_size=positive_int(step_size, 'step_size'),

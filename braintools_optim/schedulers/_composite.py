@@ -14,7 +14,7 @@ from typing import List, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import LRScheduler, float_dtype, positive_int
+from ._base import LRScheduler, _plain, float_dtype, positive_int
 from ._plateau import ReduceLROnPlateau
 
 __all__ = ['ChainedScheduler', 'SequentialLR']
@@ -48,7 +48,7 @@ class _Composite(LRScheduler):
 
     def __init__(self, schedulers: List[LRScheduler], last_epoch: int, optimizer=None, **hyper):
         object.__setattr__(self, 'schedulers', schedulers)
-        super().__init__(None, last_epoch, **hyper)
+        self._setup(None, last_epoch, **hyper)
         self.optimizer = optimizer
 
     def _configure(self, base_lr=None, **hyper):
@@ -87,13 +87,13 @@ class _Composite(LRScheduler):
             child._check_state_dict(child_state)
         return values
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state_dict: dict) -> None:
         """Restore :meth:`state_dict` output, children included; raises, changing nothing, if it does not fit."""
-        values = self._check_state_dict(state)
+        values = self._check_state_dict(state_dict)
         with self._transaction():
-            for child, child_state in zip(self.schedulers, state['schedulers']):
+            for child, child_state in zip(self.schedulers, state_dict['schedulers']):
                 child.load_state_dict(child_state)
-            self._load_checked(state, values)
+            self._load_checked(state_dict, values)
 
 
 class ChainedScheduler(_Composite):
@@ -260,9 +260,17 @@ class SequentialLR(_Composite):
         for k, child in enumerate(self.schedulers):
             child._set_epoch(jnp.where(index == k, epoch - offset, child.last_epoch.value))
 
+    def _check_state_dict(self, state):
+        if isinstance(state, dict) and state.get('milestones') is not None:
+            saved = np.asarray(state['milestones']).reshape(-1)
+            if saved.size != len(self.schedulers) - 1:
+                raise ValueError(f"cannot load a state_dict with {saved.size} milestones into a SequentialLR of "
+                                 f"{len(self.schedulers)} schedulers (it expects {len(self.schedulers) - 1} milestones)")
+        return super()._check_state_dict(state)
+
     def _derived_entries(self):
         return dict(super()._derived_entries(), milestones=list(self.milestones),
-                    current_scheduler_idx=int(self._run_compiled('_index_now')))
+                    current_scheduler_idx=_plain(self._run_compiled('_index_now'), int))
 
     def _adopt_config(self, state):
         changes = super()._adopt_config(state)

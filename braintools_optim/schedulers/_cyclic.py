@@ -105,7 +105,7 @@ class CyclicLR(_MomentumCycle, LRScheduler):
                  step_size_down: Optional[int] = None, mode: str = 'triangular', gamma: float = 1.0,
                  scale_fn: Optional[Callable] = None, scale_mode: str = 'cycle', last_epoch: int = 0, *,
                  cycle_momentum: bool = False, base_momentum: Any = 0.8, max_momentum: Any = 0.9):
-        super().__init__(base_lr, last_epoch, max_lr=max_lr, step_size_up=step_size_up,
+        self._setup(base_lr, last_epoch, max_lr=max_lr, step_size_up=step_size_up,
                          step_size_down=step_size_down, mode=mode, gamma=gamma, scale_fn=scale_fn,
                          scale_mode=scale_mode, cycle_momentum=cycle_momentum, base_momentum=base_momentum,
                          max_momentum=max_momentum)
@@ -241,7 +241,7 @@ class OneCycleLR(_MomentumCycle, LRScheduler):
                  div_factor: float = 25.0, final_div_factor: float = 1e4, last_epoch: int = 0, *,
                  convention: str = 'braintools', three_phase: bool = False, cycle_momentum: bool = False,
                  base_momentum: Any = 0.85, max_momentum: Any = 0.95):
-        super().__init__(None, last_epoch, max_lr=max_lr, total_steps=total_steps,
+        self._setup(None, last_epoch, max_lr=max_lr, total_steps=total_steps,
                          epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=pct_start,
                          anneal_strategy=anneal_strategy, div_factor=div_factor, final_div_factor=final_div_factor,
                          convention=convention, three_phase=three_phase, cycle_momentum=cycle_momentum,

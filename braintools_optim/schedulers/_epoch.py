@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import LRScheduler, StateView, finite_float, float_dtype, group_values, positive_int
+from ._base import LRScheduler, StateView, _plain, finite_float, float_dtype, group_values, positive_int
 
 __all__ = [
     'MultiStepLR', 'ConstantLR', 'LinearLR', 'ExponentialLR', 'PolynomialLR', 'CosineAnnealingLR',
@@ -50,7 +50,7 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, milestones: Sequence[int] = (30, 60, 90), gamma: float = 0.1,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, milestones=milestones, gamma=gamma)
+        self._setup(base_lr, last_epoch, milestones=milestones, gamma=gamma)
 
     def _configure(self, base_lr, milestones, gamma):
         return dict(super()._configure(base_lr), gamma=finite_float(gamma, 'gamma'),
@@ -81,7 +81,7 @@ class ConstantLR(LRScheduler):
     """
 
     def __init__(self, base_lr: Any = 1e-3, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, factor=factor, total_iters=total_iters)
+        self._setup(base_lr, last_epoch, factor=factor, total_iters=total_iters)
 
     def _configure(self, base_lr, factor, total_iters):
         if not 0.0 <= finite_float(factor, 'factor') <= 1.0:
@@ -113,7 +113,7 @@ class LinearLR(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, start_factor=start_factor, end_factor=end_factor,
+        self._setup(base_lr, last_epoch, start_factor=start_factor, end_factor=end_factor,
                          total_iters=total_iters)
 
     def _configure(self, base_lr, start_factor, end_factor, total_iters):
@@ -148,7 +148,7 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, base_lr: Any = 1e-3, gamma: float = 0.95, last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, gamma=gamma)
+        self._setup(base_lr, last_epoch, gamma=gamma)
 
     def _configure(self, base_lr, gamma):
         if not finite_float(gamma, 'gamma') > 0.0:
@@ -176,7 +176,7 @@ class PolynomialLR(LRScheduler):
     """
 
     def __init__(self, base_lr: Any = 1e-3, total_iters: int = 5, power: float = 1.0, last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, total_iters=total_iters, power=power)
+        self._setup(base_lr, last_epoch, total_iters=total_iters, power=power)
 
     def _configure(self, base_lr, total_iters, power):
         return dict(super()._configure(base_lr), total_iters=positive_int(total_iters, 'total_iters'),
@@ -219,7 +219,7 @@ class CosineAnnealingLR(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, T_max: int = 50, eta_min: Any = 0.0, last_epoch: int = 0, *,
                  past_T_max: str = 'hold'):
-        super().__init__(base_lr, last_epoch, T_max=T_max, eta_min=eta_min, past_T_max=past_T_max)
+        self._setup(base_lr, last_epoch, T_max=T_max, eta_min=eta_min, past_T_max=past_T_max)
 
     def _configure(self, base_lr, T_max, eta_min, past_T_max):
         attrs = super()._configure(base_lr)
@@ -267,7 +267,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, T_0: int = 10, T_mult: int = 1, eta_min: Any = 0.0,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, T_0=T_0, T_mult=T_mult, eta_min=eta_min)
+        self._setup(base_lr, last_epoch, T_0=T_0, T_mult=T_mult, eta_min=eta_min)
 
     def _configure(self, base_lr, T_0, T_mult, eta_min):
         attrs = super()._configure(base_lr)
@@ -332,8 +332,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
                              f"{value!r}: change T_0 / T_mult, or the counter (last_epoch)")
 
     def _derived_entries(self):
-        return dict(super()._derived_entries(), T_cur=int(self._run_compiled('_t_cur_now')),
-                    T_i=int(self._run_compiled('_t_i_now')))
+        return dict(super()._derived_entries(), T_cur=_plain(self._run_compiled('_t_cur_now'), int),
+                    T_i=_plain(self._run_compiled('_t_i_now'), int))
 
     def _check_derived(self, state):
         super()._check_derived(state)
@@ -387,7 +387,7 @@ class LambdaLR(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, lr_lambda: Union[Callable, Sequence[Callable]] = None,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, lr_lambda=lr_lambda)
+        self._setup(base_lr, last_epoch, lr_lambda=lr_lambda)
 
     def _configure(self, base_lr, lr_lambda):
         attrs = super()._configure(base_lr)
@@ -429,7 +429,7 @@ class MultiplicativeLR(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, lr_lambda: Union[Callable, Sequence[Callable]] = None,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, lr_lambda=lr_lambda)
+        self._setup(base_lr, last_epoch, lr_lambda=lr_lambda)
 
     def _configure(self, base_lr, lr_lambda):
         attrs = super()._configure(base_lr)

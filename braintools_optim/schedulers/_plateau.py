@@ -64,7 +64,7 @@ class ReduceLROnPlateau(LRScheduler):
     def __init__(self, base_lr: Any = 1e-3, mode: str = 'min', factor: float = 0.1, patience: int = 10,
                  threshold: float = 1e-4, threshold_mode: str = 'rel', cooldown: int = 0, min_lr: Any = 0.0,
                  eps: float = 1e-8, last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, mode=mode, factor=factor, patience=patience, threshold=threshold,
+        self._setup(base_lr, last_epoch, mode=mode, factor=factor, patience=patience, threshold=threshold,
                          threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr, eps=eps)
 
     def _configure(self, base_lr, mode, factor, patience, threshold, threshold_mode, cooldown, min_lr, eps):
@@ -189,9 +189,9 @@ class ReduceLROnPlateau(LRScheduler):
 
     _lr_keys = ('base_lrs', 'current_lrs', 'lr')
 
-    def load_state_dict(self, state):
+    def load_state_dict(self, state_dict):
         # braintools' ReduceLROnPlateau keeps its learning rate in current_lrs (no 'lr' entry)
-        if isinstance(state, dict) and 'lr' not in state and 'current_lrs' in state:
-            lrs = np.asarray(state['current_lrs'], np.float64).reshape(-1)
-            state = dict(state, lr=lrs if self.per_group else lrs[0])
-        super().load_state_dict(state)
+        if isinstance(state_dict, dict) and 'lr' not in state_dict and 'current_lrs' in state_dict:
+            lrs = np.asarray(state_dict['current_lrs'], np.float64).reshape(-1)
+            state_dict = dict(state_dict, lr=lrs if self.per_group else lrs[0])
+        super().load_state_dict(state_dict)

@@ -40,7 +40,7 @@ class WarmupScheduler(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, warmup_epochs: int = 5, warmup_start_lr: Any = 0.0,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, warmup_epochs=warmup_epochs, warmup_start_lr=warmup_start_lr)
+        self._setup(base_lr, last_epoch, warmup_epochs=warmup_epochs, warmup_start_lr=warmup_start_lr)
 
     def _configure(self, base_lr, warmup_epochs, warmup_start_lr):
         attrs = super()._configure(base_lr)
@@ -85,7 +85,7 @@ class WarmupCosineSchedule(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, warmup_steps: int = 1000, total_steps: int = 10000,
                  warmup_start_lr: Any = 0.0, eta_min: Any = 0.0, last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, warmup_steps=warmup_steps, total_steps=total_steps,
+        self._setup(base_lr, last_epoch, warmup_steps=warmup_steps, total_steps=total_steps,
                          warmup_start_lr=warmup_start_lr, eta_min=eta_min)
 
     def _configure(self, base_lr, warmup_steps, total_steps, warmup_start_lr, eta_min):
@@ -140,7 +140,7 @@ class ExponentialDecayLR(LRScheduler):
     def __init__(self, base_lr: Any = 1e-3, decay_steps: int = 1000, decay_rate: float = 0.96,
                  transition_begin: int = 0, staircase: bool = False, end_value: Optional[float] = None,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch, decay_steps=decay_steps, decay_rate=decay_rate,
+        self._setup(base_lr, last_epoch, decay_steps=decay_steps, decay_rate=decay_rate,
                          transition_begin=transition_begin, staircase=staircase, end_value=end_value)
 
     def _configure(self, base_lr, decay_steps, decay_rate, transition_begin, staircase, end_value):
@@ -194,7 +194,7 @@ class PiecewiseConstantSchedule(LRScheduler):
     def __init__(self, base_lr: Any = 1e-3, boundaries: Optional[Sequence[int]] = None,
                  values: Optional[Sequence[float]] = None, last_epoch: int = 0, *,
                  boundaries_and_scales: Optional[Dict[int, float]] = None):
-        super().__init__(base_lr, last_epoch, boundaries=boundaries, values=values,
+        self._setup(base_lr, last_epoch, boundaries=boundaries, values=values,
                          boundaries_and_scales=boundaries_and_scales)
 
     def _configure(self, base_lr, boundaries, values, boundaries_and_scales):
