@@ -283,6 +283,24 @@ def test_apply_overrides_until_the_next_step():
         sched.current_lrs.value = [0.1, 0.2]
 
 
+def test_apply_costs_nothing_until_used_and_must_come_before_compiled_use():
+    sched = S.StepLR(1.0, step_size=1, gamma=0.5)
+    assert not sched._apply_used            # the override's State is not read by compiled code until then
+    w = brainstate.ParamState(jnp.zeros(()))
+    opt = bo.SGD(lr=sched).register_trainable_weights({'w': w})
+    opt.update({('w',): jnp.ones(())})      # the optimizer's compiled update read the scheduler
+    with pytest.raises(RuntimeError, match='before the first compiled use'):
+        sched.apply(lambda lr: lr * 0.1)
+    early = S.StepLR(1.0, step_size=1, gamma=0.5)
+    early.apply(lambda lr: lr * 0.1)        # before any compiled use: it then works inside the optimizer
+    v = brainstate.ParamState(jnp.zeros(()))
+    opt = bo.SGD(lr=early).register_trainable_weights({'v': v})
+    opt.update({('v',): jnp.ones(())})
+    early.step()
+    opt.update({('v',): jnp.ones(())})
+    assert float(v.value) == pytest.approx(-(0.1 + 0.5))
+
+
 def test_apply_on_plateau_is_persistent():
     """braintools' plateau reduces from the applied value; so does ours."""
     sched = S.ReduceLROnPlateau(1.0, factor=0.5, patience=0)

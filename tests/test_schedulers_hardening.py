@@ -351,6 +351,10 @@ def test_counter_writes_are_checked():
         assert int(sched.last_epoch.value) == 0
     sched.last_epoch.value = np.int64(3)
     assert sched.last_epoch.value.dtype == jnp.int32 and float(sched.current_lr) == pytest.approx(0.0125)
+    sched.last_epoch.value = jnp.asarray(4.0)                  # a JAX float: checked, then int32
+    assert sched.last_epoch.value.dtype == jnp.int32 and int(sched.last_epoch.value) == 4
+    with pytest.raises(ValueError, match='>= 0'):
+        sched.last_epoch.value = jnp.asarray(-4, jnp.int64 if jax.config.jax_enable_x64 else jnp.float32)
     for bad in (-3, 2 ** 31, 1.5):
         with pytest.raises((ValueError, TypeError)):
             sched.step(bad)

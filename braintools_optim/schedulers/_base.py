@@ -151,14 +151,18 @@ def initial_epoch(last_epoch) -> int:
 class EpochCounter(brainstate.LongTermState):
     """A scheduler's step counter: a scalar int32 State that is never negative and never wraps.
 
-    A concrete value written to it (``sched.last_epoch.value = 10``, a loaded
-    checkpoint) is checked: an integer in ``[0, 2**31 - 1]``, else ``ValueError``
-    / ``TypeError``. Traced values (inside ``jit``) are cast to int32 after
-    saturating at the bounds; ``step()`` saturates at ``2**31 - 1``.
+    A value written to it (``sched.last_epoch.value = 10``, a loaded
+    checkpoint) that is not already a scalar int32 JAX array is checked: an
+    integer in ``[0, 2**31 - 1]``, else ``ValueError`` / ``TypeError``.
+    Traced values (inside ``jit``) of another dtype are cast to int32 after
+    saturating at the bounds; ``step()`` saturates at ``2**31 - 1``. Scalar
+    int32 JAX arrays pass unchecked: they are what the schedulers' own
+    (saturating) code and brainstate's write-back after every compiled call
+    produce, and checking their value would cost a device round-trip per call.
     """
 
     def _write_value(self, v) -> None:
-        if isinstance(v, jax.Array) and v.dtype == jnp.int32 and v.shape == () and _is_tracer(v):
+        if isinstance(v, jax.Array) and v.dtype == jnp.int32 and v.shape == ():
             pass
         elif _is_tracer(v):
             if jnp.ndim(v) != 0:
@@ -210,6 +214,12 @@ class _SavedState:
 
     def restore(self) -> brainstate.State:
         return self.cls(self.value, name=self.name)
+
+
+@jax.jit
+def _next_epoch(epoch):
+    """``epoch + 1``, saturating at ``MAX_EPOCH`` (one dispatch when called eagerly)."""
+    return jnp.minimum(epoch, MAX_EPOCH - 1) + 1
 
 
 # ---------------------------------------------------------------------------------------- tracing bookkeeping
@@ -272,6 +282,7 @@ class LRScheduler:
         object.__setattr__(self, '_ready', False)
         self.optimizer = None
         self._version = 0
+        self._apply_used = False
         self._apply_config(self._configure(base_lr=base_lr, **hyper))
         self.last_epoch = EpochCounter(jnp.asarray(initial_epoch(last_epoch), jnp.int32),
                                        name=f'{type(self).__name__}.last_epoch')
@@ -460,6 +471,8 @@ class LRScheduler:
     def _lr_now(self) -> jax.Array:
         """``current_lr``: the schedule's value, or what :meth:`apply` set for the current epoch."""
         lr = jnp.asarray(self._lr_from_state(), float_dtype())
+        if not self._apply_used:          # the override's State is read only once apply() has been used
+            return lr
         applied = self._applied_epoch.value == self.last_epoch.value
         return jnp.where(applied, self._applied_lr.value.astype(lr.dtype), lr)
 
@@ -495,6 +508,16 @@ class LRScheduler:
         self._override([apply_fn(lr) for lr in self.get_lr()])
 
     def _override(self, values) -> None:
+        if not self._apply_used:
+            if self._traced_by_caller_any():
+                raise RuntimeError(
+                    f"{type(self).__name__}.apply() / current_lrs assignment: this scheduler has already been "
+                    f"traced into a compiled function (a jitted step, or an optimizer's update) that does not "
+                    f"read an override; use apply() once before the first compiled use (it then works "
+                    f"everywhere), or build a new scheduler")
+            object.__setattr__(self, '_apply_used', True)
+            self._version += 1                 # our own compiled copies did not read the override either
+            self.__dict__.pop('_compiled', None)
         values = list(values) if _is_sequence(values) or (jnp.ndim(values) == 1) else [values]
         if len(values) != self.num_groups:
             raise ValueError(f"{type(self).__name__}: expected {self.num_groups} learning rate(s), got {len(values)}")
@@ -579,8 +602,7 @@ class LRScheduler:
             self._note_use(self.last_epoch.value)
 
     def _advance(self) -> None:
-        current = jnp.asarray(self.last_epoch.value, jnp.int32)
-        self._set_epoch(jnp.minimum(current, MAX_EPOCH - 1) + 1)
+        self._set_epoch(_next_epoch(jnp.asarray(self.last_epoch.value, jnp.int32)))
 
     def _set_epoch(self, epoch) -> None:
         """Move the counter to ``epoch`` (a traced int32 is fine); composites propagate it."""

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import (MAX_EPOCH, LRScheduler, check_epoch, check_learning_rate, finite_float, float_dtype, group_values,
+from ._base import (MAX_EPOCH, LRScheduler, _next_epoch, check_epoch, check_learning_rate, finite_float, float_dtype, group_values,
                     positive_int)
 
 __all__ = ['ReduceLROnPlateau']
@@ -142,7 +142,7 @@ class ReduceLROnPlateau(LRScheduler):
         if epoch is not None and not isinstance(epoch, jax.core.Tracer):
             epoch = check_epoch(epoch)
         if epoch is None:
-            target = jnp.minimum(jnp.asarray(self.last_epoch.value, jnp.int32), MAX_EPOCH - 1) + 1
+            target = _next_epoch(jnp.asarray(self.last_epoch.value, jnp.int32))
         else:
             target = jnp.asarray(epoch, jnp.int32)
         self._run_compiled('_update', current, jnp.asarray(target, jnp.int32))
