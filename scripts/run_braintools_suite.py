@@ -40,7 +40,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import xml.etree.ElementTree as ElementTree
 import zipfile
 
@@ -156,17 +155,24 @@ def prepare(workdir: str, wheel: str, only: str) -> str:
 
 
 def run_pytest(suite: str, keyword, extra) -> str:
+    """Run pytest on the suite in a subprocess (this repository first on sys.path); return the junit report path."""
     report = os.path.join(suite, 'report.xml')
     command = [sys.executable, '-m', 'pytest', suite, '-q', '--continue-on-collection-errors',
-               '-o', 'junit_family=xunit1', f'--junitxml={report}', '--rootdir', suite, '-c', os.path.join(suite, 'pytest.ini')]
+               '-o', 'junit_family=xunit1', f'--junitxml={report}', '--rootdir', suite,
+               '-c', os.path.join(suite, 'pytest.ini')]
     if keyword:
         command += ['-k', keyword]
     command += list(extra)
     print('$', ' '.join(command), flush=True)
     environment = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''))
-    subprocess.run(command, cwd=suite, env=environment, stdout=subprocess.DEVNULL if not extra else None)
+    result = subprocess.run(command, cwd=suite, env=environment, text=True,
+                            stdout=None if extra else subprocess.PIPE, stderr=subprocess.STDOUT)
     if not os.path.exists(report):
-        raise SystemExit("pytest wrote no report (it could not start); rerun with --keep and look at the suite")
+        if result.stdout:
+            print('\n'.join(result.stdout.splitlines()[-40:]))
+        raise SystemExit("pytest wrote no report (it could not start); see its output above, or rerun with --keep")
+    if result.stdout:
+        print(result.stdout.strip().splitlines()[-1])          # pytest's own one-line summary
     return report
 
 

@@ -214,7 +214,8 @@ def test_composites_and_plateau_match_installed_braintools():
         np.testing.assert_allclose(_trajectory(ours, read), _trajectory(theirs, read), rtol=2e-5)
     # plateau: a metric stream without cooldown-time improvements (where braintools departs from torch)
     metrics = [1.0, 0.9, 0.9, 0.9, 0.9, 0.8, 0.8, 0.8, 0.8, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7]
-    ours, theirs = S.ReduceLROnPlateau(0.1, factor=0.5, patience=2), optim.ReduceLROnPlateau(0.1, factor=0.5, patience=2)
+    ours = S.ReduceLROnPlateau(0.1, factor=0.5, patience=2)
+    theirs = optim.ReduceLROnPlateau(0.1, factor=0.5, patience=2)
     got, expected = [], []
     for metric in metrics:
         ours.step(metric)
@@ -519,3 +520,7 @@ def test_a_braintools_style_subclass_works():
     assert float(w.value) == pytest.approx(-(0.1 + 0.1 + 0.05 + 0.05))
     with pytest.raises(NotImplementedError, match='_formula'):
         sched(3)
+    eager = HalfEvery(base_lr=1.0, period=2, last_epoch=2)
+    assert float(eager.current_lr) == 0.5
+    eager.period = 1                          # a custom attribute: the cached compiled copy is dropped
+    assert float(eager.current_lr) == 0.25

@@ -44,6 +44,7 @@ REASSIGN = [
     ('step_size', S.StepLR, dict(base_lr=0.1, step_size=2, gamma=0.5), 'step_size', 1),
     ('step_base_lr', S.StepLR, dict(base_lr=[0.1, 0.2], step_size=2, gamma=0.5), 'base_lr', [0.3, 0.4]),
     ('step_base_lrs', S.StepLR, dict(base_lr=[0.1, 0.2], step_size=2, gamma=0.5), 'base_lrs', [0.3, 0.4]),
+    ('step_base_lrs_scalar', S.StepLR, dict(base_lr=0.1, step_size=2, gamma=0.5), 'base_lrs', [0.3]),
     ('multistep', S.MultiStepLR, dict(base_lr=0.1, milestones=[4, 6], gamma=0.5), 'milestones', [1, 2]),
     ('constant', S.ConstantLR, dict(base_lr=0.1, factor=0.2, total_iters=6), 'factor', 0.5),
     ('linear', S.LinearLR, dict(base_lr=0.1, start_factor=0.2, total_iters=6), 'total_iters', 3),
@@ -94,7 +95,7 @@ def test_assignment_takes_effect_at_once(label, cls, kwargs, attribute, value):
     """Used eagerly (own compiled copies cached), then reassigned: it behaves as if built with the new value."""
     sched = _build(cls, kwargs)
     name = 'base_lr' if attribute == 'base_lrs' else attribute
-    fresh = _build(cls, kwargs, **{name: value})
+    fresh = _build(cls, kwargs, **{name: value if not (label.endswith('scalar')) else value[0]})
     is_plateau = isinstance(sched, S.ReduceLROnPlateau)
     epochs = jnp.arange(12)
 

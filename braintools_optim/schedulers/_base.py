@@ -340,6 +340,8 @@ class LRScheduler:
                 if 'base_lr' not in self.hyperparameter_names():
                     raise AttributeError(f"{type(self).__name__}.{name} is derived from its other arguments "
                                          f"and cannot be assigned")
+                if name == 'base_lrs' and not self.per_group and _is_sequence(value) and len(value) == 1:
+                    value = value[0]           # braintools' base_lrs is always a list
                 self.reconfigure(base_lr=value)
                 return
             if name in self.hyperparameter_names():
@@ -349,6 +351,10 @@ class LRScheduler:
                     '_applied_epoch', '_applied_lr'):
                 raise AttributeError(f"{type(self).__name__}.{name} cannot be replaced; "
                                      f"{'assign its .value' if name != 'schedulers' else 'build a new scheduler'}")
+            if not name.startswith('_') and name != 'optimizer':
+                # another public attribute (a custom subclass's setting): our compiled copies may hold it
+                self._version += 1
+                self.__dict__.pop('_compiled', None)
         object.__setattr__(self, name, value)
 
     def reconfigure(self, **changes) -> None:
@@ -508,6 +514,11 @@ class LRScheduler:
         self._override([apply_fn(lr) for lr in self.get_lr()])
 
     def _override(self, values) -> None:
+        values = list(values) if _is_sequence(values) or (jnp.ndim(values) == 1) else [values]
+        if len(values) != self.num_groups:
+            raise ValueError(f"{type(self).__name__}: expected {self.num_groups} learning rate(s), got {len(values)}")
+        for value in values:
+            check_learning_rate(np.asarray(value) if not _is_tracer(value) else value, 'learning rate')
         if not self._apply_used:
             if self._traced_by_caller_any():
                 raise RuntimeError(
@@ -518,11 +529,6 @@ class LRScheduler:
             object.__setattr__(self, '_apply_used', True)
             self._version += 1                 # our own compiled copies did not read the override either
             self.__dict__.pop('_compiled', None)
-        values = list(values) if _is_sequence(values) or (jnp.ndim(values) == 1) else [values]
-        if len(values) != self.num_groups:
-            raise ValueError(f"{type(self).__name__}: expected {self.num_groups} learning rate(s), got {len(values)}")
-        for value in values:
-            check_learning_rate(np.asarray(value) if not _is_tracer(value) else value, 'learning rate')
         lr = jnp.stack([jnp.asarray(v, float_dtype()) for v in values])
         self._applied_lr.value = lr if self._per_group else lr[0]
         self._applied_epoch.value = jnp.asarray(self.last_epoch.value, jnp.int32)
@@ -533,7 +539,7 @@ class LRScheduler:
 
     def attach_optimizer(self, optimizer) -> None:
         """braintools: make ``optimizer`` take its learning rate from this scheduler (``optimizer.lr = self``)."""
-        from .._optimizer import Optimizer
+        from .. import Optimizer
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"attach_optimizer expects a braintools_optim Optimizer (braintools: an "
                             f"OptaxOptimizer), got {type(optimizer).__name__}")

@@ -265,7 +265,8 @@ class SequentialLR(_Composite):
             saved = np.asarray(state['milestones']).reshape(-1)
             if saved.size != len(self.schedulers) - 1:
                 raise ValueError(f"cannot load a state_dict with {saved.size} milestones into a SequentialLR of "
-                                 f"{len(self.schedulers)} schedulers (it expects {len(self.schedulers) - 1} milestones)")
+                                 f"{len(self.schedulers)} schedulers (it expects {len(self.schedulers) - 1} "
+                                 f"milestones)")
         return super()._check_state_dict(state)
 
     def _derived_entries(self):

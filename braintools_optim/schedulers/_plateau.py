@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import (MAX_EPOCH, LRScheduler, _next_epoch, check_epoch, check_learning_rate, finite_float, float_dtype, group_values,
-                    positive_int)
+from ._base import (MAX_EPOCH, LRScheduler, _next_epoch, check_epoch, check_learning_rate, finite_float, float_dtype,
+                    group_values, positive_int)
 
 __all__ = ['ReduceLROnPlateau']
 
@@ -80,7 +80,8 @@ class ReduceLROnPlateau(LRScheduler):
         if self.__dict__.get('_ready') and mode != self.mode:
             raise ValueError("ReduceLROnPlateau.mode cannot change after construction: best was recorded "
                              "for the other direction; build a new scheduler")
-        return dict(attrs, mode=mode, factor=float(factor), patience=positive_int(patience, 'patience', allow_zero=True),
+        return dict(attrs, mode=mode, factor=float(factor),
+                    patience=positive_int(patience, 'patience', allow_zero=True),
                     threshold=finite_float(threshold, 'threshold'), threshold_mode=threshold_mode,
                     cooldown=positive_int(cooldown, 'cooldown', allow_zero=True), min_lr=min_lr,
                     _min_lrs=group_values(min_lr, len(attrs['base_lrs']), 'min_lr',
