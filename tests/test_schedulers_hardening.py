@@ -26,6 +26,11 @@ from braintools_optim import schedulers as S
 from braintools_optim.schedulers._base import MAX_EPOCH
 
 
+def _ones(opt):
+    """A unit gradient for every registered parameter, keyed as the optimizer keys them."""
+    return {key: jnp.ones(()) for key in opt.param_states}
+
+
 def inverse(epoch):
     return 1.0 / (1.0 + 0.1 * epoch)
 
@@ -174,7 +179,7 @@ def test_children_of_a_traced_composite_and_an_optimizer_scheduler_refuse_too():
     w = brainstate.ParamState(jnp.zeros(()))
     opt = bo.SGD(lr=sched).register_trainable_weights({'w': w})
     sched.gamma = 0.9                                # not compiled into anything yet: fine
-    opt.update({('w',): jnp.ones(())})               # the optimizer's compiled update reads it
+    opt.update(_ones(opt))               # the optimizer's compiled update reads it
     with pytest.raises(RuntimeError, match="optimizer's update"):
         sched.gamma = 0.8
     assert sched.gamma == 0.9
