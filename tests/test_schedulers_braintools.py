@@ -268,6 +268,22 @@ def test_introspection_inside_jit():
     assert [r[5] for r in rows] == [0.5, 0.5, 1.0, 0.5, 0.25]
 
 
+def test_introspection_inside_for_loop():
+    restarts = S.CosineAnnealingWarmRestarts(base_lr=1.0, T_0=2, T_mult=2)
+
+    @brainstate.transform.jit
+    def run():
+        def body(_):
+            restarts.step()
+            return restarts.current_lrs.value[0], restarts.T_cur.value, restarts.get_lr()[0]
+        return brainstate.transform.for_loop(body, jnp.arange(6))
+
+    lrs, t_cur, raw = jax.tree.map(np.asarray, run())
+    assert t_cur.tolist() == [1, 0, 1, 2, 3, 0]
+    np.testing.assert_allclose(lrs, raw)
+    np.testing.assert_allclose(lrs, np.asarray(restarts(jnp.arange(1, 7))), rtol=1e-6)
+
+
 def test_apply_overrides_until_the_next_step():
     sched = S.ExponentialLR(base_lr=1.0, gamma=0.5)
     sched.apply(lambda lr: lr * 0.1)

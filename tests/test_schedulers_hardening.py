@@ -283,6 +283,7 @@ def test_repr_is_short_and_useful():
     assert repr(cases['lambda']) == 'LambdaLR(base_lr=0.1, lr_lambda=inverse, last_epoch=1)'
     assert repr(cases['sequential']).startswith('SequentialLR(schedulers=[LinearLR, ChainedScheduler], milestones=[3]')
     assert 'cycle_momentum=True' in repr(cases['onecycle'])
+    assert repr(cases['plateau']) == 'ReduceLROnPlateau(base_lr=1.0, factor=0.5, patience=0, last_epoch=1, lr=1.0)'
     long = S.MultiStepLR(0.1, milestones=list(range(1, 100)))
     assert len(repr(long)) < 100
 

@@ -778,7 +778,7 @@ class LRScheduler:
         if isinstance(value, (list, tuple)) and len(value) > 4:
             return f"[{', '.join(repr(v) for v in value[:3])}, ... ({len(value)})]"
         if isinstance(value, float):
-            return f"{value:.6g}"
+            return _short_float(value)
         return repr(value)
 
     def __repr__(self) -> str:
@@ -794,7 +794,18 @@ class LRScheduler:
             parts.insert(0, f"schedulers=[{', '.join(type(c).__name__ for c in children)}]")
         epoch = self.last_epoch.value
         parts.append(f"last_epoch={'<traced>' if _is_tracer(epoch) else int(epoch)}")
+        parts.extend(self._repr_state())
         return f"{type(self).__name__}({', '.join(parts)})"
+
+    def _repr_state(self) -> List[str]:
+        """State worth showing besides the counter (where the counter does not determine the lr)."""
+        return []
+
+
+def _short_float(value: float) -> str:
+    """A float in at most 6 significant digits that still reads as a float (``1.0``, not ``1``)."""
+    text = f"{value:.6g}"
+    return text if any(c in text for c in '.ena') else text + '.0'
 
 
 def _plain(value, kind):

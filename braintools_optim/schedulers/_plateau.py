@@ -9,8 +9,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import (MAX_EPOCH, LRScheduler, _next_epoch, check_epoch, check_learning_rate, finite_float, float_dtype,
-                    group_values, positive_int)
+from ._base import (MAX_EPOCH, LRScheduler, _next_epoch, _short_float, check_epoch, check_learning_rate,
+                    finite_float, float_dtype, group_values, positive_int)
 
 __all__ = ['ReduceLROnPlateau']
 
@@ -183,6 +183,13 @@ class ReduceLROnPlateau(LRScheduler):
         """``current_lrs.value = [...]``: the plateau's learning rate is its State, so this sets it."""
         values = list(values) if isinstance(values, (list, tuple)) or jnp.ndim(values) == 1 else [values]
         self.apply(lambda lr, it=iter(values): next(it))
+
+    def _repr_state(self):
+        lr = self.lr.value
+        if isinstance(lr, jax.core.Tracer):
+            return ['lr=<traced>']
+        values = [_short_float(float(v)) for v in np.asarray(lr, np.float64).reshape(-1)]
+        return [f"lr={values[0] if not self.per_group else '[' + ', '.join(values) + ']'}"]
 
     def _extra_states(self):
         return {'lr': self.lr, 'best': self.best, 'num_bad_epochs': self.num_bad_epochs,
