@@ -256,7 +256,7 @@ def test_novograd_groups_and_cycled_momentum():
     a = brainstate.ParamState(jnp.array([1.0, 2.0]))
     b = brainstate.ParamState(jnp.array([1.0, 2.0]))
     sched = CyclicLR(base_lr=[0.1, 0.1], max_lr=[0.1, 0.1], step_size_up=2, base_momentum=0.5,
-                     max_momentum=0.5)
+                     max_momentum=0.5, cycle_momentum=True)
     opt = Novograd(lr=sched, weight_decay=0.0).register_trainable_weights({'a': a})
     opt.add_param_group({'b': b}, weight_decay=0.5)
     g = jnp.array([3.0, 4.0])

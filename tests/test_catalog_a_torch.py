@@ -105,7 +105,7 @@ def test_trajectory_matches_torch(family, config, dtype):
     def make():
         if after_update is None:
             return cls(**kwargs)
-        return cls(**dict(kwargs, lr=make_scheduler(**sched_kwargs)))
+        return cls(**dict(kwargs, lr=make_scheduler(**sched_kwargs, **schedulers.torch_options(sched_name))))
 
     ours = run_ours(make, init, c, noise, dtype, after_update=after_update)
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import braintools_optim as bo
+from braintools_optim.schedulers import torch_options
 
 GOLDEN = os.path.join(os.path.dirname(__file__), 'golden', 'torch_cycled_momentum.npz')
 DATA = np.load(GOLDEN)
@@ -34,7 +35,7 @@ OPTIMIZERS = {
 def test_cycled_momentum_matches_torch(name):
     spec = META[name]
     with jax.enable_x64(True):
-        scheduler = getattr(bo, spec['scheduler'])(**spec['scheduler_kwargs'])
+        scheduler = getattr(bo, spec['scheduler'])(**spec['scheduler_kwargs'], **torch_options(spec['scheduler']))
         theta = brainstate.ParamState(jnp.asarray(DATA['init'], jnp.float64))
         opt = OPTIMIZERS[spec['optimizer']](scheduler, spec['optimizer_kwargs'])
         opt.register_trainable_weights({'theta': theta})

@@ -45,7 +45,8 @@ def build(spec, base_lr=None, **overrides):
     if spec['cls'] == 'SequentialLR':
         return S.SequentialLR([build(child, base_lr, **overrides) for child in spec['schedulers']],
                               spec['milestones'])
-    kwargs = dict(overrides) if spec['cls'] in ('CyclicLR', 'OneCycleLR') else {}
+    kwargs = S.torch_options(spec['cls'])                # torch's behaviour where braintools' is the default
+    kwargs.update(overrides if spec['cls'] in ('CyclicLR', 'OneCycleLR') else {})
     for key, value in spec.get('kwargs', {}).items():
         if key in ('lr_lambda', 'scale_fn'):
             value = [FUNCTIONS[v] for v in value] if isinstance(value, list) else FUNCTIONS[value]
@@ -133,7 +134,7 @@ REPRESENTATIVE = ['step_groups', 'multistep', 'constant', 'linear_warmup', 'expo
 def representative_cases():
     cases = all_cases()
     assert {type(cases[name]) for name in REPRESENTATIVE} == {
-        getattr(S, cls) for cls in S.__all__ if cls not in ('LRScheduler', 'plot', 'schedule_values')}
+        getattr(S, cls) for cls in S.__all__ if cls not in ('LRScheduler', 'plot', 'schedule_values', 'torch_options')}
     return {name: cases[name] for name in REPRESENTATIVE}
 
 
@@ -410,13 +411,13 @@ def test_state_dict_holds_every_piece_of_state():
     plateau.step(1.0)
     plateau.step(2.0)
     state = plateau.state_dict()
-    assert set(state) == {'last_epoch', 'lr', 'best', 'num_bad_epochs', 'cooldown_counter'}
+    assert set(state) == {'last_epoch', 'lr', 'best', 'num_bad_epochs', 'cooldown_counter', 'base_lrs', 'current_lrs'}
     assert float(state['best']) == 1.0 and float(state['lr']) == pytest.approx(0.01)
     chained = S.ChainedScheduler([S.MultiplicativeLR(0.1, lr_lambda=lambda e: 0.5), S.StepLR(0.1, 2)])
     chained.step()
     state = chained.state_dict()
-    assert set(state) == {'last_epoch', 'schedulers'}
-    assert set(state['schedulers'][0]) == {'last_epoch', 'factor'}
+    assert set(state) == {'last_epoch', 'schedulers', 'base_lrs', 'current_lrs'}
+    assert set(state['schedulers'][0]) == {'last_epoch', 'factor', 'base_lrs', 'current_lrs'}
     assert float(state['schedulers'][0]['factor']) == 0.5
 
 
@@ -471,7 +472,8 @@ def test_per_group_learning_rates():
 def test_dtype_follows_x64():
     assert S.StepLR(0.1).current_lr.dtype == jnp.float32
     with jax.enable_x64(True):
-        scheds = [S.StepLR(0.1), S.CyclicLR(0.1, 1.0, 3), S.ReduceLROnPlateau(0.1), S.OneCycleLR(1.0, 10),
+        scheds = [S.StepLR(0.1), S.CyclicLR(0.1, 1.0, 3, cycle_momentum=True), S.ReduceLROnPlateau(0.1),
+                  S.OneCycleLR(1.0, 10),
                   S.SequentialLR([S.LinearLR(0.1), S.MultiplicativeLR(0.1, lr_lambda=lambda e: 0.9)], [2])]
 
         @brainstate.transform.jit
@@ -485,10 +487,14 @@ def test_dtype_follows_x64():
 
 
 # ---------------------------------------------------------------------------------------- behaviour
-def test_cosine_continues_past_t_max_like_torch():
-    sched = S.CosineAnnealingLR(1.0, T_max=4)
-    np.testing.assert_allclose(np.asarray(sched(jnp.arange(9))),
-                               (1 + np.cos(np.pi * np.arange(9) / 4)) / 2, atol=1e-6)
+def test_cosine_past_t_max_holds_by_default_and_continues_like_torch_on_request():
+    epochs = np.arange(9)
+    torch_like = S.CosineAnnealingLR(1.0, T_max=4, past_T_max='cosine')
+    np.testing.assert_allclose(np.asarray(torch_like(jnp.asarray(epochs))),
+                               (1 + np.cos(np.pi * epochs / 4)) / 2, atol=1e-6)
+    held = S.CosineAnnealingLR(1.0, T_max=4, eta_min=0.1)
+    np.testing.assert_allclose(np.asarray(held(jnp.asarray(epochs))),
+                               0.1 + 0.9 * (1 + np.cos(np.pi * np.minimum(epochs, 4) / 4)) / 2, atol=1e-6)
 
 
 def test_large_counters_stay_exact():

@@ -1,4 +1,4 @@
-"""Cyclical schedules with an inverse momentum cycle: CyclicLR and OneCycleLR (torch semantics)."""
+"""Cyclical schedules with an optional inverse momentum cycle: CyclicLR and OneCycleLR."""
 
 from __future__ import annotations
 
@@ -9,9 +9,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import LRScheduler, float_dtype, group_values, lr_list, positive_int
+from ._base import LRScheduler, finite_float, float_dtype, group_values, lr_list, positive_int
 
-__all__ = ['CyclicLR', 'OneCycleLR']
+__all__ = ['CyclicLR', 'OneCycleLR', 'ONE_CYCLE_CONVENTIONS']
+
+
+def _momenta(base_momentum, max_momentum, n_groups):
+    return dict(base_momentum=base_momentum, max_momentum=max_momentum,
+                _base_momentum=group_values(base_momentum, n_groups, 'base_momentum', _check_momentum('base_momentum')),
+                _max_momentum=group_values(max_momentum, n_groups, 'max_momentum', _check_momentum('max_momentum')))
 
 
 def _check_momentum(what):
@@ -44,7 +50,8 @@ class _MomentumCycle:
 
         It moves opposite to the learning rate, between ``base_momentum`` and
         ``max_momentum`` (torch). Optimizers with a momentum (SGD ``momentum``,
-        Adam ``beta1``) read it when the scheduler is attached to them.
+        Adam ``beta1``) read it when the scheduler is attached to them. Off by
+        default (braintools has no momentum cycling); torch's default is on.
         """
         if not self.cycle_momentum:
             return None
@@ -64,12 +71,14 @@ class CyclicLR(_MomentumCycle, LRScheduler):
     with :math:`\sigma = 1` (``'triangular'``), :math:`2^{1-c}` (``'triangular2'``)
     or :math:`\gamma^{e}` (``'exp_range'``), or ``scale_fn(c)`` / ``scale_fn(e)``
     for a custom ``scale_fn`` with ``scale_mode`` ``'cycle'`` / ``'iterations'``.
-    Matches ``torch.optim.lr_scheduler.CyclicLR`` (``x`` is computed with
-    integers, so cycle boundaries are exact for any counter). A custom
+    Matches ``torch.optim.lr_scheduler.CyclicLR`` and braintools 0.4 (``x`` is
+    computed with integers, so cycle boundaries are exact for any counter;
+    braintools 0.3 ignored ``step_size_down``, a bug not copied). A custom
     ``scale_fn`` receives an int32 JAX array and must be traceable ``jnp`` code.
 
-    With ``cycle_momentum=True`` (torch's default), :attr:`current_momentum`
-    moves the other way: :math:`m_e = m_{max} - (m_{max} - m_{base})\, x\, \sigma`.
+    With ``cycle_momentum=True`` (torch's default; off here, as braintools has
+    no momentum cycling), :attr:`current_momentum` moves the other way:
+    :math:`m_e = m_{max} - (m_{max} - m_{base})\, x\, \sigma`.
 
     Args:
         base_lr: lower learning rate of the cycle (float, or list per group).
@@ -81,11 +90,11 @@ class CyclicLR(_MomentumCycle, LRScheduler):
         scale_fn: custom traceable amplitude scale (overrides ``mode``).
         scale_mode: ``'cycle'`` or ``'iterations'``: what ``scale_fn`` receives.
         last_epoch: initial value of the counter.
-        cycle_momentum: expose :attr:`current_momentum` (keyword only).
+        cycle_momentum: expose :attr:`current_momentum` (keyword only; torch: ``True``).
         base_momentum: lower momentum (float or per-group list; keyword only).
         max_momentum: upper momentum (float or per-group list; keyword only).
 
-    >>> sched = CyclicLR(base_lr=0.1, max_lr=1.0, step_size_up=2, step_size_down=1)
+    >>> sched = CyclicLR(base_lr=0.1, max_lr=1.0, step_size_up=2, step_size_down=1, cycle_momentum=True)
     >>> [round(float(lr), 6) for lr in sched([0, 1, 2, 3, 4])]
     [0.1, 0.55, 1.0, 0.1, 0.55]
     >>> [round(float(sched.momentum_at(e)), 6) for e in range(4)]
@@ -95,40 +104,51 @@ class CyclicLR(_MomentumCycle, LRScheduler):
     def __init__(self, base_lr: Any = 1e-3, max_lr: Any = 1e-2, step_size_up: int = 2000,
                  step_size_down: Optional[int] = None, mode: str = 'triangular', gamma: float = 1.0,
                  scale_fn: Optional[Callable] = None, scale_mode: str = 'cycle', last_epoch: int = 0, *,
-                 cycle_momentum: bool = True, base_momentum: Any = 0.8, max_momentum: Any = 0.9):
+                 cycle_momentum: bool = False, base_momentum: Any = 0.8, max_momentum: Any = 0.9):
+        self._setup(base_lr, last_epoch, max_lr=max_lr, step_size_up=step_size_up,
+                         step_size_down=step_size_down, mode=mode, gamma=gamma, scale_fn=scale_fn,
+                         scale_mode=scale_mode, cycle_momentum=cycle_momentum, base_momentum=base_momentum,
+                         max_momentum=max_momentum)
+
+    def _configure(self, base_lr, max_lr, step_size_up, step_size_down, mode, gamma, scale_fn, scale_mode,
+                   cycle_momentum, base_momentum, max_momentum):
         base_lrs, base_list = lr_list(base_lr, 'base_lr')
         max_lrs, max_list = lr_list(max_lr, 'max_lr')
-        n_groups = max(len(base_lrs), len(max_lrs))
-        if (base_list and max_list and len(base_lrs) != len(max_lrs)):
+        if base_list and max_list and len(base_lrs) != len(max_lrs):
             raise ValueError(f"base_lr has {len(base_lrs)} groups but max_lr has {len(max_lrs)}")
-        per_group = base_list or max_list
-        if per_group and not base_list:
+        n_groups = max(len(base_lrs), len(max_lrs))
+        if max_list and not base_list:
             base_lr = base_lrs * n_groups
-        super().__init__(base_lr, last_epoch)
-        self.max_lr = max_lr
-        self._max_lrs = group_values(max_lr, n_groups, 'max_lr')
-        self.step_size_up = positive_int(step_size_up, 'step_size_up')
-        self.step_size_down = (self.step_size_up if step_size_down is None
-                               else positive_int(step_size_down, 'step_size_down'))
-        if scale_fn is None:
-            if mode not in ('triangular', 'triangular2', 'exp_range'):
-                raise ValueError(f"mode must be 'triangular', 'triangular2' or 'exp_range', got {mode!r}")
-            scale_mode = 'iterations' if mode == 'exp_range' else 'cycle'
-        else:
-            if not callable(scale_fn):
-                raise TypeError(f"scale_fn must be callable, got {scale_fn!r}")
-            if scale_mode not in ('cycle', 'iterations'):
-                raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
-        self.mode, self.gamma, self.scale_fn, self.scale_mode = mode, float(gamma), scale_fn, scale_mode
-        self.cycle_momentum = bool(cycle_momentum)
-        self.base_momentum, self.max_momentum = base_momentum, max_momentum
-        self._base_momentum = group_values(base_momentum, n_groups, 'base_momentum',
-                                           _check_momentum('base_momentum'))
-        self._max_momentum = group_values(max_momentum, n_groups, 'max_momentum',
-                                          _check_momentum('max_momentum'))
+        attrs = super()._configure(base_lr)
+        step_size_up = positive_int(step_size_up, 'step_size_up')
+        down = step_size_up if step_size_down is None else positive_int(step_size_down, 'step_size_down')
+        if mode not in ('triangular', 'triangular2', 'exp_range'):
+            raise ValueError(f"mode must be 'triangular', 'triangular2' or 'exp_range', got {mode!r}")
+        if scale_mode not in ('cycle', 'iterations'):
+            raise ValueError(f"scale_mode must be 'cycle' or 'iterations', got {scale_mode!r}")
+        if scale_fn is not None and not callable(scale_fn):
+            raise TypeError(f"scale_fn must be callable, got {scale_fn!r}")
+        return dict(attrs, max_lr=max_lr, _max_lrs=group_values(max_lr, n_groups, 'max_lr'),
+                    step_size_up=step_size_up, step_size_down=down, _step_size_down_given=step_size_down,
+                    mode=mode, gamma=finite_float(gamma, 'gamma'), scale_fn=scale_fn, scale_mode=scale_mode,
+                    cycle_momentum=bool(cycle_momentum), **_momenta(base_momentum, max_momentum, n_groups))
+
+    def _current_config(self):
+        return dict(super()._current_config(), step_size_down=self._step_size_down_given)
+
+    def reconfigure(self, **changes):
+        if 'step_size_down' in changes:          # given explicitly now: no longer follows step_size_up
+            self._step_size_down_given = changes['step_size_down']
+        super().reconfigure(**changes)
+
+    @property
+    def max_lrs(self):
+        """braintools: the upper learning rates, one per group."""
+        return list(self._max_lrs)
 
     def _scale(self, epoch, cycle):
         if self.scale_fn is not None:
+            # torch: a custom scale_fn takes the cycle or the iteration as scale_mode says
             argument = cycle if self.scale_mode == 'cycle' else epoch
             return jnp.asarray(self.scale_fn(argument), float_dtype())
         if self.mode == 'triangular':
@@ -148,7 +168,7 @@ class CyclicLR(_MomentumCycle, LRScheduler):
                       (total - p) / self.step_size_down)
         return x, self._scale(epoch, cycle)
 
-    def lr_at(self, epoch):
+    def _formula(self, epoch):
         x, scale = self._position(epoch)
         base, top = self._base(), self._groups(self._max_lrs)
         return base + (top - base) * x * scale
@@ -159,25 +179,35 @@ class CyclicLR(_MomentumCycle, LRScheduler):
         return high - (high - low) * x * scale
 
 
+#: OneCycleLR's ``convention`` choices.
+ONE_CYCLE_CONVENTIONS = ('braintools', 'torch')
+
+
 class OneCycleLR(_MomentumCycle, LRScheduler):
-    r"""The 1cycle policy (Smith & Topin 2017), torch semantics.
+    r"""The 1cycle policy (Smith & Topin 2017), in braintools' form (default) or torch's.
 
-    The learning rate rises from ``initial = max_lr / div_factor`` to ``max_lr``
-    during the first ``pct_start * total_steps - 1`` steps, then anneals to
-    ``min = initial / final_div_factor`` at step ``total_steps - 1``. With
-    ``three_phase=True`` it rises, falls back to ``initial`` symmetrically
-    (until step ``2 pct_start total_steps - 2``), then anneals to ``min``.
-    Within a phase from :math:`a` to :math:`b` at fraction :math:`t`:
-    ``'cos'``: :math:`b + (a - b)(1 + \cos \pi t)/2` (used for the warm-up too,
-    as torch does), ``'linear'``: :math:`a + (b - a) t`.
-    Matches ``torch.optim.lr_scheduler.OneCycleLR`` for steps
-    ``0 .. total_steps``. torch raises past ``total_steps``; a compiled step
-    cannot, so the counter is clamped there (the learning rate stays at the
-    value torch gives at ``total_steps``).
+    With ``initial = max_lr / div_factor``, ``W = pct_start * total_steps``
+    and a phase from :math:`a` to :math:`b` at fraction :math:`t`
+    (``'cos'``: :math:`b + (a - b)(1 + \cos \pi t)/2`, ``'linear'``: :math:`a + (b - a) t`):
 
-    With ``cycle_momentum=True`` (torch's default), :attr:`current_momentum`
-    goes from ``max_momentum`` to ``base_momentum`` while the learning rate
-    rises, and back while it falls (three phases: ``max -> base -> max -> max``).
+    * ``convention='braintools'`` (default, braintools' ``OneCycleLR``): the
+      learning rate rises **linearly** from ``initial`` to ``max_lr`` over the
+      first ``W`` steps, then anneals with ``anneal_strategy`` to
+      ``max_lr / final_div_factor`` at step ``total_steps`` and stays there.
+    * ``convention='torch'`` (``torch.optim.lr_scheduler.OneCycleLR``): it
+      rises to ``max_lr`` at step ``W - 1`` with ``anneal_strategy`` (a cosine
+      warm-up for ``'cos'``), then anneals to ``initial / final_div_factor`` at
+      step ``total_steps - 1``. ``three_phase=True`` (torch only) rises, falls
+      back to ``initial`` symmetrically (until step ``2W - 2``), then anneals
+      to the minimum. torch raises past ``total_steps``; a compiled step
+      cannot, so the counter is clamped there (the value torch gives at
+      ``total_steps`` is kept).
+
+    With ``cycle_momentum=True`` (torch's default; off here, as braintools has
+    no momentum cycling), :attr:`current_momentum` goes from ``max_momentum``
+    to ``base_momentum`` while the learning rate rises, and back while it
+    falls, with the same phase boundaries and shapes (three phases:
+    ``max -> base -> max -> max``).
 
     ``base_lr`` (and ``base_lrs``) is ``initial`` (torch's ``initial_lr``).
 
@@ -186,65 +216,106 @@ class OneCycleLR(_MomentumCycle, LRScheduler):
         total_steps: length of the cycle, or give ``epochs`` and ``steps_per_epoch``.
         epochs: number of epochs (with ``steps_per_epoch``).
         steps_per_epoch: steps per epoch (with ``epochs``).
-        pct_start: fraction of the cycle spent rising.
+        pct_start: fraction of the cycle spent rising, in ``[0, 1)``.
         anneal_strategy: ``'cos'`` or ``'linear'``.
         div_factor: ``initial = max_lr / div_factor``.
-        final_div_factor: ``min = initial / final_div_factor``.
+        final_div_factor: the final learning rate is ``max_lr / final_div_factor``
+            (braintools) or ``initial / final_div_factor`` (torch).
         last_epoch: initial value of the counter.
-        three_phase: torch's three-phase variant (keyword only).
-        cycle_momentum: expose :attr:`current_momentum` (keyword only).
+        convention: ``'braintools'`` or ``'torch'`` (keyword only).
+        three_phase: torch's three-phase variant (keyword only; torch convention).
+        cycle_momentum: expose :attr:`current_momentum` (keyword only; torch: ``True``).
         base_momentum: lower momentum (float or per-group list; keyword only).
         max_momentum: upper momentum (float or per-group list; keyword only).
 
-    >>> sched = OneCycleLR(max_lr=1.0, total_steps=5, pct_start=0.4, anneal_strategy='linear',
-    ...                    div_factor=10.0, final_div_factor=10.0)
-    >>> [round(float(lr), 6) for lr in sched([0, 1, 2, 3, 4])]
+    >>> kw = dict(max_lr=1.0, total_steps=5, pct_start=0.4, anneal_strategy='linear', div_factor=10.0,
+    ...           final_div_factor=10.0)
+    >>> [round(float(lr), 6) for lr in OneCycleLR(**kw)([0, 1, 2, 3, 4, 5])]
+    [0.1, 0.55, 1.0, 0.7, 0.4, 0.1]
+    >>> [round(float(lr), 6) for lr in OneCycleLR(**kw, convention='torch')([0, 1, 2, 3, 4])]
     [0.1, 1.0, 0.67, 0.34, 0.01]
     """
 
     def __init__(self, max_lr: Any = 1e-2, total_steps: Optional[int] = None, epochs: Optional[int] = None,
                  steps_per_epoch: Optional[int] = None, pct_start: float = 0.3, anneal_strategy: str = 'cos',
                  div_factor: float = 25.0, final_div_factor: float = 1e4, last_epoch: int = 0, *,
-                 three_phase: bool = False, cycle_momentum: bool = True, base_momentum: Any = 0.85,
-                 max_momentum: Any = 0.95):
+                 convention: str = 'braintools', three_phase: bool = False, cycle_momentum: bool = False,
+                 base_momentum: Any = 0.85, max_momentum: Any = 0.95):
+        self._setup(None, last_epoch, max_lr=max_lr, total_steps=total_steps,
+                         epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=pct_start,
+                         anneal_strategy=anneal_strategy, div_factor=div_factor, final_div_factor=final_div_factor,
+                         convention=convention, three_phase=three_phase, cycle_momentum=cycle_momentum,
+                         base_momentum=base_momentum, max_momentum=max_momentum)
+
+    def _configure(self, base_lr=None, *, max_lr, total_steps, epochs, steps_per_epoch, pct_start, anneal_strategy,
+                   div_factor, final_div_factor, convention, three_phase, cycle_momentum, base_momentum,
+                   max_momentum):
+        given = total_steps
         if total_steps is None:
             if epochs is None or steps_per_epoch is None:
-                raise ValueError("OneCycleLR needs total_steps, or both epochs and steps_per_epoch")
+                raise ValueError("OneCycleLR needs total_steps or both epochs and steps_per_epoch")
             total_steps = positive_int(epochs, 'epochs') * positive_int(steps_per_epoch, 'steps_per_epoch')
-        self.total_steps = positive_int(total_steps, 'total_steps')
-        self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
-        if not 0.0 <= float(pct_start) <= 1.0:
-            raise ValueError(f"pct_start must be in [0, 1], got {pct_start!r}")
+        total_steps = positive_int(total_steps, 'total_steps')
+        if not 0.0 <= finite_float(pct_start, 'pct_start') < 1.0:
+            raise ValueError(f"pct_start must be in [0, 1) (1 would leave no annealing phase), got {pct_start!r}")
         if anneal_strategy not in ('cos', 'linear'):
             raise ValueError(f"anneal_strategy must be 'cos' or 'linear', got {anneal_strategy!r}")
-        if not float(div_factor) > 0.0 or not float(final_div_factor) > 0.0:
+        if not finite_float(div_factor, 'div_factor') > 0.0 or not finite_float(final_div_factor,
+                                                                                 'final_div_factor') > 0.0:
             raise ValueError("div_factor and final_div_factor must be > 0")
+        if convention not in ONE_CYCLE_CONVENTIONS:
+            raise ValueError(f"convention must be one of {ONE_CYCLE_CONVENTIONS}, got {convention!r}")
+        if three_phase and convention != 'torch':
+            raise ValueError("three_phase=True is torch's variant: pass convention='torch' with it")
         max_lrs, per_group = lr_list(max_lr, 'max_lr')
-        self.max_lr = max_lr
-        self._max_lrs = max_lrs
-        self.pct_start, self.anneal_strategy = float(pct_start), anneal_strategy
-        self.div_factor, self.final_div_factor = float(div_factor), float(final_div_factor)
-        self.three_phase = bool(three_phase)
-        initial = [m / self.div_factor for m in max_lrs]
-        super().__init__(initial if per_group else initial[0], last_epoch)
-        self._initial = initial
-        self._min = [i / self.final_div_factor for i in initial]
-        n_groups = len(max_lrs)
-        self.cycle_momentum = bool(cycle_momentum)
-        self.base_momentum, self.max_momentum = base_momentum, max_momentum
-        self._base_momentum = group_values(base_momentum, n_groups, 'base_momentum',
-                                           _check_momentum('base_momentum'))
-        self._max_momentum = group_values(max_momentum, n_groups, 'max_momentum',
-                                          _check_momentum('max_momentum'))
-        # Phases as (end_step, lr start key, lr end key, momentum start key, momentum end key), as torch.
-        rise_end = float(self.pct_start * self.total_steps) - 1
-        if self.three_phase:
-            self._phases = [(rise_end, 'initial', 'max', 'max_m', 'base_m'),
-                            (float(2 * self.pct_start * self.total_steps) - 2, 'max', 'initial', 'base_m', 'max_m'),
-                            (self.total_steps - 1.0, 'initial', 'min', 'max_m', 'max_m')]
-        else:
-            self._phases = [(rise_end, 'initial', 'max', 'max_m', 'base_m'),
-                            (self.total_steps - 1.0, 'max', 'min', 'base_m', 'max_m')]
+        initial = [m / float(div_factor) for m in max_lrs]
+        attrs = super()._configure(initial if per_group else initial[0])
+        final = initial if convention == 'torch' else max_lrs
+        attrs.update(max_lr=max_lr, _max_lrs=max_lrs, total_steps=total_steps, _total_steps_given=given,
+                     epochs=epochs, steps_per_epoch=steps_per_epoch, pct_start=float(pct_start),
+                     anneal_strategy=anneal_strategy, div_factor=float(div_factor),
+                     final_div_factor=float(final_div_factor), convention=convention, three_phase=bool(three_phase),
+                     cycle_momentum=bool(cycle_momentum), _initial=initial,
+                     _min=[f / float(final_div_factor) for f in final],
+                     **_momenta(base_momentum, max_momentum, len(max_lrs)))
+        attrs['_phases'] = self._phase_table(attrs)
+        return attrs
+
+    def _current_config(self):
+        config = {name: self.__dict__[name] for name in self.hyperparameter_names()}
+        config['total_steps'] = self._total_steps_given
+        return config
+
+    def reconfigure(self, **changes):
+        if 'total_steps' in changes:
+            self._total_steps_given = changes['total_steps']
+        super().reconfigure(**changes)
+
+    @staticmethod
+    def _phase_table(attrs):
+        """Phases as ``(end step, lr from, lr to, momentum from, momentum to, linear warm-up?)``."""
+        total, pct = attrs['total_steps'], attrs['pct_start']
+        if attrs['convention'] == 'braintools':
+            warm = pct * total
+            return [(warm, 'initial', 'max', 'max_m', 'base_m', True),
+                    (float(total), 'max', 'min', 'base_m', 'max_m', False)]
+        rise_end = float(pct * total) - 1
+        if attrs['three_phase']:
+            return [(rise_end, 'initial', 'max', 'max_m', 'base_m', False),
+                    (float(2 * pct * total) - 2, 'max', 'initial', 'base_m', 'max_m', False),
+                    (total - 1.0, 'initial', 'min', 'max_m', 'max_m', False)]
+        return [(rise_end, 'initial', 'max', 'max_m', 'base_m', False),
+                (total - 1.0, 'max', 'min', 'base_m', 'max_m', False)]
+
+    @property
+    def max_lrs(self):
+        """braintools: the peak learning rates, one per group."""
+        return list(self._max_lrs)
+
+    @property
+    def min_lrs(self):
+        """braintools: the final learning rates, one per group."""
+        return list(self._min)
 
     def _values(self, key):
         return self._groups({'initial': self._initial, 'max': self._max_lrs, 'min': self._min,
@@ -257,15 +328,18 @@ class OneCycleLR(_MomentumCycle, LRScheduler):
         index = sum((step > end).astype(jnp.int32) for end in ends[:-1])
         begin = jnp.asarray(np.asarray(begins), float_dtype())[index]
         length = jnp.asarray(np.asarray(ends) - np.asarray(begins), float_dtype())[index]
-        pct = jnp.where(length == 0, 1.0, (step - begin) / jnp.where(length == 0, 1.0, length))
+        pct = jnp.where(length <= 0, 1.0, (step - begin) / jnp.where(length <= 0, 1.0, length))
+        if self.convention == 'braintools':
+            pct = jnp.clip(pct, 0.0, 1.0)     # torch's is not clipped: its value at total_steps is kept
         first, second = (1, 2) if lr else (3, 4)
         starts = jnp.stack([self._values(phase[first]) for phase in self._phases])[index]
         stops = jnp.stack([self._values(phase[second]) for phase in self._phases])[index]
-        if self.anneal_strategy == 'cos':
-            return stops + (starts - stops) / 2.0 * (jnp.cos(math.pi * pct) + 1.0)
-        return (stops - starts) * pct + starts
+        linear_phase = jnp.asarray([phase[5] or self.anneal_strategy == 'linear' for phase in self._phases])[index]
+        cosine = stops + (starts - stops) / 2.0 * (jnp.cos(math.pi * pct) + 1.0)
+        linear = (stops - starts) * pct + starts
+        return jnp.where(linear_phase, linear, cosine)
 
-    def lr_at(self, epoch):
+    def _formula(self, epoch):
         return self._anneal(epoch, lr=True)
 
     def _momentum_at(self, epoch):

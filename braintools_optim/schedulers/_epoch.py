@@ -15,11 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import LRScheduler, float_dtype, group_values, positive_int
+from ._base import LRScheduler, StateView, _plain, finite_float, float_dtype, group_values, positive_int
 
 __all__ = [
     'MultiStepLR', 'ConstantLR', 'LinearLR', 'ExponentialLR', 'PolynomialLR', 'CosineAnnealingLR',
-    'CosineAnnealingWarmRestarts', 'LambdaLR', 'MultiplicativeLR',
+    'CosineAnnealingWarmRestarts', 'LambdaLR', 'MultiplicativeLR', 'PAST_T_MAX',
 ]
 
 
@@ -50,11 +50,13 @@ class MultiStepLR(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, milestones: Sequence[int] = (30, 60, 90), gamma: float = 0.1,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch)
-        self.milestones = sorted(positive_int(m, 'milestone', allow_zero=True) for m in milestones)
-        self.gamma = float(gamma)
+        self._setup(base_lr, last_epoch, milestones=milestones, gamma=gamma)
 
-    def lr_at(self, epoch):
+    def _configure(self, base_lr, milestones, gamma):
+        return dict(super()._configure(base_lr), gamma=finite_float(gamma, 'gamma'),
+                    milestones=sorted(positive_int(m, 'milestone', allow_zero=True) for m in milestones))
+
+    def _formula(self, epoch):
         if not self.milestones:
             return self._base()
         count = jnp.sum(epoch >= np.asarray(self.milestones, np.int32))
@@ -79,13 +81,15 @@ class ConstantLR(LRScheduler):
     """
 
     def __init__(self, base_lr: Any = 1e-3, factor: float = 1.0 / 3, total_iters: int = 5, last_epoch: int = 0):
-        if not 0.0 <= float(factor) <= 1.0:
-            raise ValueError(f"factor must be in [0, 1], got {factor!r}")
-        super().__init__(base_lr, last_epoch)
-        self.factor = float(factor)
-        self.total_iters = positive_int(total_iters, 'total_iters', allow_zero=True)
+        self._setup(base_lr, last_epoch, factor=factor, total_iters=total_iters)
 
-    def lr_at(self, epoch):
+    def _configure(self, base_lr, factor, total_iters):
+        if not 0.0 <= finite_float(factor, 'factor') <= 1.0:
+            raise ValueError(f"factor must be in [0, 1], got {factor!r}")
+        return dict(super()._configure(base_lr), factor=float(factor),
+                    total_iters=positive_int(total_iters, 'total_iters', allow_zero=True))
+
+    def _formula(self, epoch):
         return self._base() * jnp.where(epoch < self.total_iters, _const(self.factor), _const(1.0))
 
 
@@ -109,16 +113,18 @@ class LinearLR(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, start_factor: float = 1.0 / 3, end_factor: float = 1.0,
                  total_iters: int = 5, last_epoch: int = 0):
-        if not 0.0 < float(start_factor) <= 1.0:
-            raise ValueError(f"start_factor must be in (0, 1], got {start_factor!r}")
-        if not 0.0 <= float(end_factor) <= 1.0:
-            raise ValueError(f"end_factor must be in [0, 1], got {end_factor!r}")
-        super().__init__(base_lr, last_epoch)
-        self.start_factor = float(start_factor)
-        self.end_factor = float(end_factor)
-        self.total_iters = positive_int(total_iters, 'total_iters', allow_zero=True)
+        self._setup(base_lr, last_epoch, start_factor=start_factor, end_factor=end_factor,
+                         total_iters=total_iters)
 
-    def lr_at(self, epoch):
+    def _configure(self, base_lr, start_factor, end_factor, total_iters):
+        if not 0.0 < finite_float(start_factor, 'start_factor') <= 1.0:
+            raise ValueError(f"start_factor must be in (0, 1], got {start_factor!r}")
+        if not 0.0 <= finite_float(end_factor, 'end_factor') <= 1.0:
+            raise ValueError(f"end_factor must be in [0, 1], got {end_factor!r}")
+        return dict(super()._configure(base_lr), start_factor=float(start_factor), end_factor=float(end_factor),
+                    total_iters=positive_int(total_iters, 'total_iters', allow_zero=True))
+
+    def _formula(self, epoch):
         if self.total_iters == 0:
             return self._base() * self.end_factor
         progress = _float(jnp.clip(epoch, 0, self.total_iters)) / self.total_iters
@@ -142,12 +148,14 @@ class ExponentialLR(LRScheduler):
     """
 
     def __init__(self, base_lr: Any = 1e-3, gamma: float = 0.95, last_epoch: int = 0):
-        if not float(gamma) > 0.0:
-            raise ValueError(f"gamma must be > 0, got {gamma!r}")
-        super().__init__(base_lr, last_epoch)
-        self.gamma = float(gamma)
+        self._setup(base_lr, last_epoch, gamma=gamma)
 
-    def lr_at(self, epoch):
+    def _configure(self, base_lr, gamma):
+        if not finite_float(gamma, 'gamma') > 0.0:
+            raise ValueError(f"gamma must be > 0, got {gamma!r}")
+        return dict(super()._configure(base_lr), gamma=float(gamma))
+
+    def _formula(self, epoch):
         return self._base() * jnp.power(_const(self.gamma), _float(epoch))
 
 
@@ -168,48 +176,62 @@ class PolynomialLR(LRScheduler):
     """
 
     def __init__(self, base_lr: Any = 1e-3, total_iters: int = 5, power: float = 1.0, last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch)
-        self.total_iters = positive_int(total_iters, 'total_iters')
-        self.power = float(power)
+        self._setup(base_lr, last_epoch, total_iters=total_iters, power=power)
 
-    def lr_at(self, epoch):
+    def _configure(self, base_lr, total_iters, power):
+        return dict(super()._configure(base_lr), total_iters=positive_int(total_iters, 'total_iters'),
+                    power=finite_float(power, 'power'))
+
+    def _formula(self, epoch):
         remaining = 1.0 - _float(jnp.clip(epoch, 0, self.total_iters)) / self.total_iters
         return self._base() * jnp.power(remaining, _const(self.power))
 
 
+#: CosineAnnealingLR's ``past_T_max`` choices: hold ``eta_min`` (braintools, optax) or continue the cosine (torch).
+PAST_T_MAX = ('hold', 'cosine')
+
+
 class CosineAnnealingLR(LRScheduler):
-    r"""Cosine annealing from ``base_lr`` to ``eta_min`` over ``T_max`` epochs.
+    r"""Cosine annealing from ``base_lr`` to ``eta_min`` over ``T_max`` epochs, then ``eta_min``.
 
-    .. math:: \eta_e = \eta_{min} + (\eta_0 - \eta_{min})\,\frac{1 + \cos(\pi e / T_{max})}{2}
+    .. math:: \eta_e = \eta_{min} + (\eta_0 - \eta_{min})\,\frac{1 + \cos(\pi \min(e, T_{max}) / T_{max})}{2}
 
-    This is torch's closed form (``torch.optim.lr_scheduler.CosineAnnealingLR``),
-    and torch's recursive ``step()`` produces the same values. Like torch, the
-    formula is *not* clamped: past ``T_max`` the learning rate follows the
-    cosine back up (it is periodic with period ``2 T_max``). Use
-    :class:`CosineAnnealingWarmRestarts` for restarts, or
-    :class:`WarmupCosineSchedule` / a :class:`SequentialLR` with a
-    :class:`ConstantLR` to hold ``eta_min`` after ``T_max``.
+    Up to ``T_max`` this is torch's ``CosineAnnealingLR`` (its closed form,
+    which its recursive ``step()`` reproduces). Past ``T_max`` the learning
+    rate **holds** ``eta_min``, as braintools, optax's ``cosine_decay_schedule``
+    and Keras do; ``past_T_max='cosine'`` gives torch's behaviour instead: the
+    cosine continues, climbing back to ``base_lr`` (period ``2 T_max``).
 
     Args:
         base_lr: initial (maximum) learning rate (float, or list of floats per group).
         T_max: half-period, in epochs.
         eta_min: minimum learning rate (float or per-group list).
         last_epoch: initial value of the counter.
+        past_T_max: ``'hold'`` (default) or ``'cosine'`` (torch; keyword only).
 
     >>> sched = CosineAnnealingLR(base_lr=1.0, T_max=2, eta_min=0.0)
     >>> [round(float(lr), 6) for lr in sched([0, 1, 2, 3, 4])]
+    [1.0, 0.5, 0.0, 0.0, 0.0]
+    >>> torch_like = CosineAnnealingLR(base_lr=1.0, T_max=2, past_T_max='cosine')
+    >>> [round(float(lr), 6) for lr in torch_like([0, 1, 2, 3, 4])]
     [1.0, 0.5, 0.0, 0.5, 1.0]
     """
 
-    def __init__(self, base_lr: Any = 1e-3, T_max: int = 50, eta_min: Any = 0.0, last_epoch: int = 0):
-        T_max = positive_int(T_max, 'T_max')
-        super().__init__(base_lr, last_epoch)
-        self.T_max = T_max
-        self.eta_min = eta_min
-        self._eta_min = group_values(eta_min, self.num_groups, 'eta_min')
+    def __init__(self, base_lr: Any = 1e-3, T_max: int = 50, eta_min: Any = 0.0, last_epoch: int = 0, *,
+                 past_T_max: str = 'hold'):
+        self._setup(base_lr, last_epoch, T_max=T_max, eta_min=eta_min, past_T_max=past_T_max)
 
-    def lr_at(self, epoch):
+    def _configure(self, base_lr, T_max, eta_min, past_T_max):
+        attrs = super()._configure(base_lr)
+        if past_T_max not in PAST_T_MAX:
+            raise ValueError(f"past_T_max must be one of {PAST_T_MAX}, got {past_T_max!r}")
+        return dict(attrs, T_max=positive_int(T_max, 'T_max'), eta_min=eta_min, past_T_max=past_T_max,
+                    _eta_min=group_values(eta_min, len(attrs['base_lrs']), 'eta_min'))
+
+    def _formula(self, epoch):
         eta_min = self._groups(self._eta_min)
+        if self.past_T_max == 'hold':
+            epoch = jnp.minimum(epoch, self.T_max)
         cosine = (1.0 + jnp.cos(math.pi * _float(epoch) / self.T_max)) / 2.0
         return eta_min + (self._base() - eta_min) * cosine
 
@@ -222,8 +244,14 @@ class CosineAnnealingWarmRestarts(LRScheduler):
     where the ``i``-th period lasts :math:`T_i = T_0 T_{mult}^i` epochs and
     :math:`T_{cur}` counts the epochs since the last restart. Matches
     ``torch.optim.lr_scheduler.CosineAnnealingWarmRestarts`` stepped with
-    ``step()``. The period is found with exact integer arithmetic (no
-    ``log``), so restarts land on the right epoch for any counter value.
+    ``step()`` (and braintools'). The period is found with exact integer
+    arithmetic (no ``log``), so restarts land on the right epoch for any
+    counter value, also after ``step(epoch)``.
+
+    ``T_cur`` and ``T_i`` (braintools' attributes) are derived from the
+    counter: ``sched.T_cur.value`` reads it (eagerly or traced);
+    ``sched.T_cur.value = t`` moves the counter to ``t`` epochs into the
+    current period; ``T_i`` only accepts its current value.
 
     Args:
         base_lr: the learning rate at each restart (float, or list of floats per group).
@@ -239,33 +267,81 @@ class CosineAnnealingWarmRestarts(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, T_0: int = 10, T_mult: int = 1, eta_min: Any = 0.0,
                  last_epoch: int = 0):
-        T_0 = positive_int(T_0, 'T_0')
-        T_mult = positive_int(T_mult, 'T_mult')
-        super().__init__(base_lr, last_epoch)
-        self.T_0, self.T_mult = T_0, T_mult
-        self.eta_min = eta_min
-        self._eta_min = group_values(eta_min, self.num_groups, 'eta_min')
+        self._setup(base_lr, last_epoch, T_0=T_0, T_mult=T_mult, eta_min=eta_min)
+
+    def _configure(self, base_lr, T_0, T_mult, eta_min):
+        attrs = super()._configure(base_lr)
+        T_0, T_mult = positive_int(T_0, 'T_0'), positive_int(T_mult, 'T_mult')
         # Restart epochs T_0 (T_mult^k - 1) / (T_mult - 1), k >= 1, up to the int32 range.
         limit = 2 ** 31 - 1
         starts, lengths = [0], [T_0]
         while T_mult > 1 and starts[-1] + lengths[-1] <= limit:
             starts.append(starts[-1] + lengths[-1])
             lengths.append(lengths[-1] * T_mult)
-        self._starts = np.asarray(starts, np.int64)
-        self._lengths = np.asarray(lengths, np.float64)
+        return dict(attrs, T_0=T_0, T_mult=T_mult, eta_min=eta_min,
+                    _eta_min=group_values(eta_min, len(attrs['base_lrs']), 'eta_min'),
+                    _starts=np.minimum(np.asarray(starts, np.int64), limit).astype(np.int32),
+                    _lengths=np.minimum(np.asarray(lengths, np.int64), limit).astype(np.int32))
 
-    def lr_at(self, epoch):
+    def _period(self, epoch):
+        """``(T_cur, T_i, start of the period)`` at ``epoch`` (int32 arrays)."""
         epoch = jnp.asarray(epoch, jnp.int32)
         if self.T_mult == 1:
-            t_cur, t_i = epoch % self.T_0, self.T_0
-        else:
-            starts = jnp.asarray(np.minimum(self._starts, 2 ** 31 - 1), jnp.int32)
-            index = jnp.sum(epoch >= starts[1:])
-            t_cur = epoch - starts[index]
-            t_i = jnp.asarray(self._lengths, float_dtype())[index]
+            t_cur = epoch % self.T_0
+            return t_cur, jnp.asarray(self.T_0, jnp.int32), epoch - t_cur
+        index = jnp.sum(epoch >= jnp.asarray(self._starts[1:]))
+        start = jnp.asarray(self._starts)[index]
+        return epoch - start, jnp.asarray(self._lengths)[index], start
+
+    def _formula(self, epoch):
+        t_cur, t_i, _ = self._period(epoch)
         eta_min = self._groups(self._eta_min)
-        cosine = (1.0 + jnp.cos(math.pi * _float(t_cur) / t_i)) / 2.0
+        cosine = (1.0 + jnp.cos(math.pi * _float(t_cur) / t_i.astype(float_dtype()))) / 2.0
         return eta_min + (self._base() - eta_min) * cosine
+
+    def _t_cur_now(self):
+        return self._period(self.last_epoch.value)[0]
+
+    def _t_i_now(self):
+        return self._period(self.last_epoch.value)[1]
+
+    @property
+    def T_cur(self) -> StateView:
+        """braintools: epochs since the last restart (``.value``; assigning moves the counter within the period)."""
+        return StateView('T_cur', lambda: self._run_compiled('_t_cur_now'), self._set_t_cur)
+
+    @property
+    def T_i(self) -> StateView:
+        """braintools: the length of the current period (``.value``; read-only but for its current value)."""
+        return StateView('T_i', lambda: self._run_compiled('_t_i_now'), self._set_t_i)
+
+    def _set_t_cur(self, value) -> None:
+        if not isinstance(value, jax.core.Tracer):
+            t_i = int(self._run_compiled('_t_i_now'))
+            if not 0 <= int(value) < t_i or int(value) != value:
+                raise ValueError(f"T_cur must be an integer in [0, T_i = {t_i}), got {value!r}")
+        self._run_compiled('_move_within_period', jnp.asarray(value, jnp.int32))
+
+    def _move_within_period(self, t_cur) -> None:
+        self.last_epoch.value = self._period(self.last_epoch.value)[2] + t_cur
+
+    def _set_t_i(self, value) -> None:
+        t_i = int(self._run_compiled('_t_i_now'))
+        if isinstance(value, jax.core.Tracer) or value != t_i:
+            raise ValueError(f"T_i follows from T_0, T_mult and the counter (now {t_i}); it cannot be set to "
+                             f"{value!r}: change T_0 / T_mult, or the counter (last_epoch)")
+
+    def _derived_entries(self):
+        return dict(super()._derived_entries(), T_cur=_plain(self._run_compiled('_t_cur_now'), int),
+                    T_i=_plain(self._run_compiled('_t_i_now'), int))
+
+    def _check_derived(self, state):
+        super()._check_derived(state)
+        for key, method in (('T_cur', '_t_cur_now'), ('T_i', '_t_i_now')):
+            if state.get(key) is not None and float(np.asarray(state[key])) != int(self._run_compiled(method)):
+                raise ValueError(f"CosineAnnealingWarmRestarts state_dict[{key!r}] = {state[key]!r} does not "
+                                 f"match its last_epoch ({int(self.last_epoch.value)} gives "
+                                 f"{int(self._run_compiled(method))})")
 
 
 def _lambdas(lr_lambda, n_groups: int, what: str):
@@ -311,12 +387,15 @@ class LambdaLR(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, lr_lambda: Union[Callable, Sequence[Callable]] = None,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch)
-        self.lr_lambda = lr_lambda
-        self._lambdas = _lambdas(lr_lambda, self.num_groups, type(self).__name__)
+        self._setup(base_lr, last_epoch, lr_lambda=lr_lambda)
 
-    def lr_at(self, epoch):
-        return self._base() * _apply_lambdas(self, self._lambdas, jnp.asarray(epoch, jnp.int32))
+    def _configure(self, base_lr, lr_lambda):
+        attrs = super()._configure(base_lr)
+        return dict(attrs, lr_lambda=lr_lambda,
+                    _lambdas=_lambdas(lr_lambda, len(attrs['base_lrs']), type(self).__name__))
+
+    def _formula(self, epoch):
+        return self._base() * _apply_lambdas(self, self._lambdas, epoch)
 
 
 class MultiplicativeLR(LRScheduler):
@@ -327,6 +406,7 @@ class MultiplicativeLR(LRScheduler):
     The running product is kept in State (``state_dict()['factor']``), so
     reading ``current_lr`` costs one multiplication whatever the epoch;
     :meth:`lr_at` of an arbitrary epoch recomputes the product with a loop.
+    Reassigning ``lr_lambda`` recomputes the product up to the current epoch.
 
     Inside :class:`SequentialLR`, torch's ``MultiplicativeLR`` starts from the
     previous scheduler's last learning rate; this one restarts from
@@ -345,15 +425,26 @@ class MultiplicativeLR(LRScheduler):
     [1.0, 0.5, 0.25, 0.125]
     """
 
+    _compile_eager_step = True
+
     def __init__(self, base_lr: Any = 1e-3, lr_lambda: Union[Callable, Sequence[Callable]] = None,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch)
-        self.lr_lambda = lr_lambda
-        self._lambdas = _lambdas(lr_lambda, self.num_groups, type(self).__name__)
+        self._setup(base_lr, last_epoch, lr_lambda=lr_lambda)
+
+    def _configure(self, base_lr, lr_lambda):
+        attrs = super()._configure(base_lr)
+        return dict(attrs, lr_lambda=lr_lambda,
+                    _lambdas=_lambdas(lr_lambda, len(attrs['base_lrs']), type(self).__name__))
+
+    def _init_states(self):
         self.factor = brainstate.LongTermState(self._product(self.last_epoch.value),
                                                name=f'{type(self).__name__}.factor')
 
-    _compile_eager_step = True
+    def _on_reconfigure(self):
+        self._run_compiled('_refresh_factor')
+
+    def _refresh_factor(self):
+        self.factor.value = jnp.asarray(self._product(self.last_epoch.value), self.factor.value.dtype)
 
     def _product(self, epoch):
         """``prod_{k=1}^{epoch} lambda(k)`` (1 for ``epoch <= 0``)."""
@@ -363,7 +454,7 @@ class MultiplicativeLR(LRScheduler):
             jnp.int32(1), jnp.maximum(epoch, 0) + 1,
             lambda k, acc: acc * _apply_lambdas(self, self._lambdas, k), one)
 
-    def lr_at(self, epoch):
+    def _formula(self, epoch):
         return self._base() * self._product(epoch)
 
     def _lr_from_state(self):
@@ -384,3 +475,9 @@ class MultiplicativeLR(LRScheduler):
 
     def _extra_states(self):
         return {'factor': self.factor}
+
+    def _checked_entry(self, key, value, current):
+        array = super()._checked_entry(key, value, current)
+        if key == 'factor' and not bool(jnp.all(jnp.isfinite(array))):
+            raise ValueError(f"MultiplicativeLR state_dict['factor'] must be finite, got {np.asarray(array)}")
+        return array

@@ -8,7 +8,7 @@ from typing import Any, Dict, Optional, Sequence
 import jax.numpy as jnp
 import numpy as np
 
-from ._base import LRScheduler, float_dtype, group_values, positive_int
+from ._base import LRScheduler, finite_float, float_dtype, group_values, positive_int
 
 __all__ = ['WarmupScheduler', 'WarmupCosineSchedule', 'ExponentialDecayLR', 'PiecewiseConstantSchedule']
 
@@ -40,12 +40,15 @@ class WarmupScheduler(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, warmup_epochs: int = 5, warmup_start_lr: Any = 0.0,
                  last_epoch: int = 0):
-        super().__init__(base_lr, last_epoch)
-        self.warmup_epochs = positive_int(warmup_epochs, 'warmup_epochs', allow_zero=True)
-        self.warmup_start_lr = warmup_start_lr
-        self._start = group_values(warmup_start_lr, self.num_groups, 'warmup_start_lr')
+        self._setup(base_lr, last_epoch, warmup_epochs=warmup_epochs, warmup_start_lr=warmup_start_lr)
 
-    def lr_at(self, epoch):
+    def _configure(self, base_lr, warmup_epochs, warmup_start_lr):
+        attrs = super()._configure(base_lr)
+        return dict(attrs, warmup_epochs=positive_int(warmup_epochs, 'warmup_epochs', allow_zero=True),
+                    warmup_start_lr=warmup_start_lr,
+                    _start=group_values(warmup_start_lr, len(attrs['base_lrs']), 'warmup_start_lr'))
+
+    def _formula(self, epoch):
         if self.warmup_epochs == 0:
             return self._base()
         start = self._groups(self._start)
@@ -82,17 +85,21 @@ class WarmupCosineSchedule(LRScheduler):
 
     def __init__(self, base_lr: Any = 1e-3, warmup_steps: int = 1000, total_steps: int = 10000,
                  warmup_start_lr: Any = 0.0, eta_min: Any = 0.0, last_epoch: int = 0):
+        self._setup(base_lr, last_epoch, warmup_steps=warmup_steps, total_steps=total_steps,
+                         warmup_start_lr=warmup_start_lr, eta_min=eta_min)
+
+    def _configure(self, base_lr, warmup_steps, total_steps, warmup_start_lr, eta_min):
+        attrs = super()._configure(base_lr)
         warmup_steps = positive_int(warmup_steps, 'warmup_steps', allow_zero=True)
         total_steps = positive_int(total_steps, 'total_steps')
         if total_steps <= warmup_steps:
             raise ValueError(f"total_steps ({total_steps}) must be greater than warmup_steps ({warmup_steps})")
-        super().__init__(base_lr, last_epoch)
-        self.warmup_steps, self.total_steps = warmup_steps, total_steps
-        self.warmup_start_lr, self.eta_min = warmup_start_lr, eta_min
-        self._start = group_values(warmup_start_lr, self.num_groups, 'warmup_start_lr')
-        self._eta_min = group_values(eta_min, self.num_groups, 'eta_min')
+        n_groups = len(attrs['base_lrs'])
+        return dict(attrs, warmup_steps=warmup_steps, total_steps=total_steps, warmup_start_lr=warmup_start_lr,
+                    eta_min=eta_min, _start=group_values(warmup_start_lr, n_groups, 'warmup_start_lr'),
+                    _eta_min=group_values(eta_min, n_groups, 'eta_min'))
 
-    def lr_at(self, epoch):
+    def _formula(self, epoch):
         epoch = jnp.asarray(epoch, jnp.int32)
         base, start, low = self._base(), self._groups(self._start), self._groups(self._eta_min)
         steps = _float(epoch)
@@ -133,16 +140,19 @@ class ExponentialDecayLR(LRScheduler):
     def __init__(self, base_lr: Any = 1e-3, decay_steps: int = 1000, decay_rate: float = 0.96,
                  transition_begin: int = 0, staircase: bool = False, end_value: Optional[float] = None,
                  last_epoch: int = 0):
-        decay_steps = positive_int(decay_steps, 'decay_steps')
-        if float(decay_rate) == 0.0:
-            raise ValueError("decay_rate must not be zero")
-        super().__init__(base_lr, last_epoch)
-        self.decay_steps, self.decay_rate = decay_steps, float(decay_rate)
-        self.transition_begin = positive_int(transition_begin, 'transition_begin', allow_zero=True)
-        self.staircase = bool(staircase)
-        self.end_value = None if end_value is None else float(end_value)
+        self._setup(base_lr, last_epoch, decay_steps=decay_steps, decay_rate=decay_rate,
+                         transition_begin=transition_begin, staircase=staircase, end_value=end_value)
 
-    def lr_at(self, epoch):
+    def _configure(self, base_lr, decay_steps, decay_rate, transition_begin, staircase, end_value):
+        if finite_float(decay_rate, 'decay_rate') == 0.0:
+            raise ValueError("decay_rate must not be zero")
+        return dict(super()._configure(base_lr), decay_steps=positive_int(decay_steps, 'decay_steps'),
+                    decay_rate=float(decay_rate),
+                    transition_begin=positive_int(transition_begin, 'transition_begin', allow_zero=True),
+                    staircase=bool(staircase),
+                    end_value=None if end_value is None else finite_float(end_value, 'end_value'))
+
+    def _formula(self, epoch):
         count = jnp.asarray(epoch, jnp.int32) - self.transition_begin
         if self.staircase:
             exponent = _float(jnp.floor_divide(count, self.decay_steps))
@@ -184,33 +194,37 @@ class PiecewiseConstantSchedule(LRScheduler):
     def __init__(self, base_lr: Any = 1e-3, boundaries: Optional[Sequence[int]] = None,
                  values: Optional[Sequence[float]] = None, last_epoch: int = 0, *,
                  boundaries_and_scales: Optional[Dict[int, float]] = None):
-        super().__init__(base_lr, last_epoch)
+        self._setup(base_lr, last_epoch, boundaries=boundaries, values=values,
+                         boundaries_and_scales=boundaries_and_scales)
+
+    def _configure(self, base_lr, boundaries, values, boundaries_and_scales):
+        attrs = super()._configure(base_lr)
         if boundaries_and_scales is not None:
             if boundaries is not None or values is not None:
                 raise ValueError("give either boundaries_and_scales (optax) or boundaries and values (braintools)")
-            items = sorted((positive_int(b, 'boundary', allow_zero=True), float(s))
+            items = sorted((positive_int(b, 'boundary', allow_zero=True), finite_float(s, 'scale'))
                            for b, s in dict(boundaries_and_scales).items())
-            self.boundaries = [b for b, _ in items]
-            self.scales = [s for _, s in items]
-            self.values = None
-        else:
-            boundaries = [1000, 2000] if boundaries is None else list(boundaries)
-            values = [1.0, 0.1, 0.01] if values is None else [float(v) for v in values]
-            if len(boundaries) != len(values) - 1:
-                raise ValueError("boundaries must have one less element than values")
-            self.boundaries = [positive_int(b, 'boundary', allow_zero=True) for b in boundaries]
-            if self.boundaries != sorted(self.boundaries):
-                raise ValueError(f"boundaries must be increasing, got {self.boundaries}")
-            self.values = values
-            self.scales = None
-        self.boundaries_and_scales = boundaries_and_scales
+            return dict(attrs, boundaries=None, values=None, boundaries_and_scales=boundaries_and_scales,
+                        _boundaries=[b for b, _ in items], scales=[s for _, s in items])
+        boundaries = [1000, 2000] if boundaries is None else list(boundaries)
+        values = [1.0, 0.1, 0.01] if values is None else [finite_float(v, 'value') for v in values]
+        if len(boundaries) != len(values) - 1:
+            raise ValueError("boundaries must have one less element than values")
+        boundaries = [positive_int(b, 'boundary', allow_zero=True) for b in boundaries]
+        if boundaries != sorted(boundaries):
+            raise ValueError(f"boundaries must be increasing, got {boundaries}")
+        for v in values:
+            if v < 0.0:
+                raise ValueError(f"values are learning rates and must be >= 0, got {values}")
+        return dict(attrs, boundaries=boundaries, values=values, boundaries_and_scales=None,
+                    _boundaries=boundaries, scales=None)
 
-    def lr_at(self, epoch):
+    def _formula(self, epoch):
         epoch = jnp.asarray(epoch, jnp.int32)
-        if not self.boundaries:
+        if not self._boundaries:
             passed = jnp.zeros((0,), bool)
         else:
-            passed = epoch >= np.asarray(self.boundaries, np.int32)
+            passed = epoch >= np.asarray(self._boundaries, np.int32)
         base = self._base()
         if self.scales is not None:
             scales = jnp.asarray(self.scales, float_dtype())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from typing import Any, Callable, Optional, Sequence, Union
 
 import jax.numpy as jnp
@@ -37,18 +39,12 @@ def schedule_values(schedule: Union[LRScheduler, Callable], steps: int = 100,
         if metrics is None or len(metrics) < steps - 1:
             raise ValueError("plotting ReduceLROnPlateau needs metrics=[...]: the metric passed after each "
                              "step (steps - 1 of them at least)")
-        saved = schedule.state_dict()
-        fresh = {key: jnp.zeros_like(value) for key, value in saved.items()}
-        fresh['lr'] = schedule._base()
-        fresh['best'] = jnp.full_like(saved['best'], jnp.inf if schedule.mode == 'min' else -jnp.inf)
-        schedule.load_state_dict(fresh)
-        try:
-            values = [np.asarray(schedule.current_lr)]
-            for metric in list(metrics)[:steps - 1]:
-                schedule.step(metric)
-                values.append(np.asarray(schedule.current_lr))
-        finally:
-            schedule.load_state_dict(saved)
+        fresh = copy.deepcopy(schedule)          # the scheduler itself is left as it is
+        fresh._restart()
+        values = [np.asarray(fresh.current_lr)]
+        for metric in list(metrics)[:steps - 1]:
+            fresh.step(metric)
+            values.append(np.asarray(fresh.current_lr))
         return np.stack(values)
     if isinstance(schedule, LRScheduler):
         return np.asarray(schedule(jnp.arange(steps)))
