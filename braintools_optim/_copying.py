@@ -104,21 +104,29 @@ class PlainCopy:
 class FrozenState:
     """A State as pickle stores it: class, attributes (name, tag, ...) and value as NumPy."""
 
-    __slots__ = ('cls', 'attributes', 'value')
+    __slots__ = ('cls', 'attributes', 'value', '_thawed')
 
     def __init__(self, state: brainstate.State):
+        self._thawed = None
         self.cls = type(state)
         self.attributes = {k: v for k, v in vars(state).items()
                            if k in ('_name', 'tag')}
         self.value = jax.tree.map(np.asarray, state.value)
+
+    def __deepcopy__(self, memo):
+        return self                         # a snapshot: copies of a frozen object keep sharing it
 
     def __getstate__(self):
         return (self.cls, self.attributes, self.value)
 
     def __setstate__(self, state):
         self.cls, self.attributes, self.value = state
+        self._thawed = None
 
     def thaw(self) -> brainstate.State:
+        """The State this token stands for; the same object every time (nested objects share it)."""
+        if self._thawed is not None:
+            return self._thawed
         value = jax.tree.map(jax.numpy.asarray, self.value)
         try:
             state = self.cls(value)
@@ -127,6 +135,7 @@ class FrozenState:
             brainstate.State.__init__(state, value)
         for key, attribute in self.attributes.items():
             setattr(state, key, attribute)
+        self._thawed = state
         return state
 
 

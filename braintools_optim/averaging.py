@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks as checks
-from . import _keys, _units
+from . import _copying, _keys, _units
 from ._registry import ParamRegistry
 from ._storage import OptimizerState
 
@@ -51,6 +51,18 @@ class WeightAverage:
         self.average = OptimizerState([jnp.array(_units.split(s.value)[0]) for s in self._registry.handles()],
                                       name=f'{name}.average')
         self.num_updates = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.num_updates')
+
+    def __deepcopy__(self, memo):
+        """An independent average of the same model's parameters (they are shared, not copied)."""
+        for state in self._registry.states().values():
+            memo.setdefault(id(state), state)
+        return _copying.deepcopy_object(self, memo)
+
+    def __getstate__(self):
+        return _copying.frozen_state(self)
+
+    def __setstate__(self, state):
+        self.__dict__.update(_copying.thawed_state(state))
 
     def _weight_of_new(self, n) -> jax.Array:
         """The weight given to the current parameters at the ``n``-th update (n >= 1)."""

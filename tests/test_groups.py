@@ -358,13 +358,13 @@ def test_a_group_may_have_its_own_scheduler():
 
 def test_cycled_momentum_reaches_every_group_with_a_momentum():
     states = make_states()
-    sched = bo.OneCycleLR(max_lr=0.1, total_steps=10)
+    sched = bo.OneCycleLR(max_lr=0.1, total_steps=10, cycle_momentum=True)
     opt = bo.Adam(lr=sched, schedule_per_update=True, param_groups=[{'params': 'W', 'optimizer': bo.SGD}])
     opt.register_trainable_weights(states)
     opt.update(grads_for(states, 0))
     assert 'momentum_buffer' in opt.buffers()                   # SGD(momentum=0) keeps one when cycled
     with pytest.raises(ValueError, match='no momentum to cycle'):
-        bo.Adam(lr=bo.OneCycleLR(max_lr=0.1, total_steps=10),
+        bo.Adam(lr=bo.OneCycleLR(max_lr=0.1, total_steps=10, cycle_momentum=True),
                 param_groups=[{'params': 'W', 'optimizer': bo.Adadelta}])
 
 

@@ -184,7 +184,7 @@ def test_pickle_round_trip_continues_identically(factory):
     (lambda s: s.__setitem__('step_count', np.array(-1, np.int32)), r'step_count = -1 is outside'),
     (lambda s: s.__setitem__('step_count', np.array(2 ** 40, np.int64)), r'step_count = 1099511627776 is outside'),
     (lambda s: s['step_offsets'].__setitem__("'b'", 7), r"step_offsets\['b'\] = 7 is outside"),
-    (lambda s: s['weight_decay'].__setitem__(0, -1.0), 'weight_decay'),
+    (lambda s: s.__setitem__('weight_decay', np.array([-1.0])), 'weight_decay'),
     (lambda s: s['opt_state']['exp_avg'].__setitem__("'b'", np.zeros(4, np.float32)), 'buffer'),
     (lambda s: s['opt_state']['exp_avg'].__setitem__("'b'", np.zeros(3, np.float64)), 'float64'),
     (lambda s: s.pop('opt_state'), 'malformed'),

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import _checks as checks
-from .. import _keys, _units
+from .. import _copying, _keys, _units
 from .._checkpointing import STATE_DICT_VERSION
 from .._errors import CheckpointMismatchError
 from .._optimizer import Optimizer, _contains_tracer
@@ -250,6 +250,23 @@ class Lookahead(brainstate.graph.Node):
         out['slow_params'] = {param.ident: _units.merge(slow, _units.split(param.handle.value)[1])
                               for param, slow in zip(self._inner_params(), self.slow_params.value)}
         return out
+
+    # ------------------------------------------------------------------ copies (see Optimizer)
+    _UNCOPIED = ('_compiled', '_compiled_key')
+
+    def __deepcopy__(self, memo):
+        for param in self._inner_params():
+            memo.setdefault(id(param.state), param.state)
+        new = _copying.deepcopy_object(self, memo, drop=self._UNCOPIED)
+        new.__dict__.update(_compiled=None, _compiled_key=None)
+        return new
+
+    def __getstate__(self):
+        return _copying.frozen_state(self, drop=self._UNCOPIED)
+
+    def __setstate__(self, state):
+        self.__dict__.update(_copying.thawed_state(state))
+        self.__dict__.update(_compiled=None, _compiled_key=None)
 
     def state_dict(self) -> Dict[str, Any]:
         """The inner optimizer's ``state_dict`` plus the slow weights and the sync counter."""

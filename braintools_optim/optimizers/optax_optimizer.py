@@ -123,8 +123,6 @@ class OptaxOptimizer(Optimizer):
     def _compute_updates(self, grads, params, lrs, count, extra):
         """The transformation once over every trainable parameter, then ``theta + lr * u``."""
         tx = self.transformation()
-        if not jax.tree.leaves(self.tx_state.value) and jax.tree.leaves(params):
-            raise RuntimeError("OptaxOptimizer has no transformation state; register parameters first")
         updates, new_state = tx.update(self._params_tree(grads), self.tx_state.value, self._params_tree(params))
         updates = list(updates.values())
         new_params = []
