@@ -90,7 +90,7 @@ def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
         'step_count': np.asarray(opt.step_count.value),
         'counters': {name: np.asarray(state.value) for name, state in opt._guards.counters().items()},
         'learning_rates': opt._lr.state_dict(),
-        'weight_decay': np.asarray(opt._wd_state.value),
+        'weight_decay': np.array(opt._decay.state.value),
         'param_groups': groups,
         'params': {name: _describe(p.handle.value, opt._membership[i]) for i, (name, p) in
                    enumerate(zip(names, params))},
@@ -231,7 +231,7 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
                 or np.any(weight_decay < 0):
             _fail(f"checkpoint weight_decay {weight_decay!r} must be {opt.num_groups} finite values >= 0")
         for g, value in enumerate(weight_decay):
-            if value != 0.0 and not opt._wd_live[g] and opt._traced_by_caller:
+            if value != 0.0 and not opt._decay.live[g] and opt._traced_by_caller:
                 _fail(f"checkpoint group {g} has weight decay {value} but the compiled step has none for it")
 
     # -- parameters
@@ -357,12 +357,8 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
         opt.step_count.value = jnp.asarray(step_count, jnp.int32)
         for name, target in counters.items():
             target.value = jnp.asarray(counter_values[name], jnp.int32)
-        if weight_decay is not None:
-            for g, value in enumerate(weight_decay):
-                if value != 0.0 and not opt._wd_live[g]:
-                    opt._wd_live[g] = True
-                    opt._compiled_step = None
-            opt._wd_state.value = jnp.asarray(weight_decay, opt._wd_state.value.dtype)
+        if weight_decay is not None and opt._decay.load(weight_decay):
+            opt._compiled_step = None
         layout_changed = opt._set_step_offsets(offsets)
         opt._write_buffers_per_param(restored)
         if new_accumulator is not None:

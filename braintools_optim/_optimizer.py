@@ -40,6 +40,7 @@ from . import _keys
 from . import _units
 from . import gradient_processing as gp
 from . import select as selectors
+from ._decay import WeightDecays
 from ._eager import EagerStep
 from ._errors import GroupSelectionError
 from ._gradients import check_gradients, gradient_mantissas, split_gradients
@@ -69,11 +70,6 @@ ENGINE_OPTIONS: Dict[str, Any] = dict(
 )
 
 INT32_MAX = 2 ** 31 - 1
-
-
-def _nonzero(value) -> bool:
-    """Whether a weight decay needs a decay term in the compiled step (a traced one always does)."""
-    return isinstance(value, jax.core.Tracer) or value != 0.0
 
 
 def _contains_tracer(tree) -> bool:
@@ -157,7 +153,7 @@ class Optimizer(brainstate.graph.Node):
 
     graph_invisible_attrs = ('_registry', '_groups', '_compiled_step', '_options', '_mults', '_membership',
                              '_step_offsets', '_grad_units', '_param_lr_mult', '_param_wd_mult',
-                             '_decay_mask', '_wd_live', '_traced_by_caller', '_num_traces')
+                             '_decay_mask', '_traced_by_caller', '_num_traces')
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -190,9 +186,7 @@ class Optimizer(brainstate.graph.Node):
                                           checks.non_negative('weight_decay', weight_decay)))
         self._check_cycling(self._groups[0])
         self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
-        self._wd_live: List[bool] = [_nonzero(self._groups[0].weight_decay)]
-        self._wd_state = OptimizerState(jnp.asarray([self._groups[0].weight_decay], checks.float_dtype()),
-                                        name=f'{name}.weight_decay')
+        self._decay = WeightDecays(name, self._groups[0].weight_decay)
         self._guards = StepGuards(name, skip_nonfinite=self._options['skip_nonfinite'],
                                   max_consecutive_skips=self._options['max_consecutive_skips'],
                                   accumulate_steps=self._options['accumulate_steps'],
@@ -314,7 +308,7 @@ class Optimizer(brainstate.graph.Node):
     @property
     def weight_decay(self) -> float:
         """The optimizer's own (group 0) weight decay; assign it or use :meth:`set_weight_decay`."""
-        return float(self._wd_state.value[0])
+        return self._decay.host_value(0)
 
     # ------------------------------------------------------------------ checks used by groups
     def _check_lr_source(self, value, what: str):
@@ -399,11 +393,12 @@ class Optimizer(brainstate.graph.Node):
         try:
             self._lr.add_group(group.lr)
             self._check_cycling(group)
-            self._wd_live.append(_nonzero(group.weight_decay))
+            self._decay.add(group.weight_decay)
             self._reassign(new_states=group.selector.states)
         except Exception:
             self._groups.pop()
-            self._wd_live.pop()
+            if len(self._decay.live) > len(self._groups):
+                self._decay.pop()
             if len(self._lr.own) > len(self._groups):
                 self._lr.pop_group()
             self._reassign()
@@ -460,7 +455,7 @@ class Optimizer(brainstate.graph.Node):
                    if group.index == 0 or group.algorithm is not type(self)
                    or v != self._default_group.settings.get(k)}
             extra = ', '.join(f'{k}={v!r}' for k, v in own.items())
-            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={float(self._wd_state.value[group.index]):.4g}"
+            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={self._decay.host_value(group.index):.4g}"
             selector = 'unselected' if group.selector is None else group.selector.description
             lines.append(f"group {group.index} {group.name!r} [{selector}]: {group.algorithm.__name__}, {state}"
                          + (f", {extra}" if extra else ''))
@@ -482,7 +477,7 @@ class Optimizer(brainstate.graph.Node):
             notes.append(f'lr x{lr_mult:g}')
         group = self._membership[i]
         if group is not None and not self._groups[group].frozen:
-            decays = self._wd_live[group]
+            decays = self._decay.live[group]
             notes.append('decay' if decays and wd_mult != 0.0 else 'no decay')
             if decays and wd_mult not in (0.0, 1.0):
                 notes.append(f'wd x{wd_mult:g}')
@@ -495,7 +490,7 @@ class Optimizer(brainstate.graph.Node):
         for i, group in enumerate(self._membership):
             if group is None or self._groups[group].frozen:
                 continue
-            if self._wd_live[group] and self._mults[i][1] != 0.0:
+            if self._decay.live[group] and self._mults[i][1] != 0.0:
                 out.append(self._registry.params[i].name)
         return out
 
@@ -545,9 +540,6 @@ class Optimizer(brainstate.graph.Node):
         self._step_offsets.extend([now] * (len(membership) - len(self._step_offsets)))
         old_membership = self._membership
         self._membership, self._mults = membership, mults
-        self._wd_state.value = jnp.asarray([g.weight_decay if i >= len(self._wd_state.value) else
-                                            self._wd_state.value[i] for i, g in enumerate(self._groups)],
-                                           checks.float_dtype())
         self._rebuild_storage(old_membership)
         self._guards.resize(self._accumulator_map(old_membership), self._trainable_mantissas())
         self._compiled_step = None
@@ -836,19 +828,12 @@ class Optimizer(brainstate.graph.Node):
         step: giving it a non-zero value re-traces an eager step, and is
         refused once the step is compiled into your own ``jit``.
         """
-        value = checks.non_negative('weight_decay', value)
-        groups = [g for g in range(self.num_groups) if self._wd_live[g]] if group is None else [group]
+        groups = [g for g in range(self.num_groups) if self._decay.live[g]] if group is None else [group]
         for g in groups:
             if not 0 <= g < self.num_groups:
                 raise IndexError(f"group {g} does not exist; the optimizer has {self.num_groups}")
-        for g in groups:
-            if not self._wd_live[g] and value != 0.0:
-                if self._traced_by_caller:
-                    raise RuntimeError(f"parameter group {g} was compiled without weight decay (it was 0); "
-                                       f"build the optimizer with a non-zero weight_decay to adjust it later")
-                self._wd_live[g] = True
-                self._compiled_step = None
-        self._wd_state.value = self._wd_state.value.at[jnp.asarray(groups, jnp.int32)].set(value)
+        if self._decay.set(value, groups, self._traced_by_caller):
+            self._compiled_step = None
 
     # ------------------------------------------------------------------ update
     def update(self, grads: Any, **kwargs) -> None:
@@ -966,10 +951,7 @@ class Optimizer(brainstate.graph.Node):
 
     def _decay_for(self, group, wd_mult: float):
         """The traced weight decay of a member (``None`` when it is statically zero)."""
-        if not self._wd_live[group.index] or wd_mult == 0.0:
-            return None
-        decay = self._wd_state.value[group.index]
-        return decay if wd_mult == 1.0 else decay * wd_mult
+        return self._decay.traced(group.index, wd_mult)
 
     def _rule_for(self, group, wd_mult: float) -> UpdateRule:
         """The group's rule for this step: cycled momentum and in-rule decay filled in (traced)."""
@@ -1226,7 +1208,7 @@ class GroupView(MutableMapping):
         lr = float(opt._group_lr_values()[g]) if lr is None else lr
         items = {'name': group.name, 'params': states, 'optimizer': group.algorithm.__name__,
                  'lr': _SettableFloat(lr, lambda v: opt.set_lr(v, group=g)),
-                 'weight_decay': _SettableFloat(float(opt._wd_state.value[g]),
+                 'weight_decay': _SettableFloat(opt._decay.host_value(g),
                                                 lambda v: opt.set_weight_decay(v, group=g)),
                  'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen}
         items.update(group.settings)
