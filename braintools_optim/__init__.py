@@ -10,15 +10,16 @@
 1
 """
 
-from . import checkpoint, gradient_processing, rules, schedulers, select
+from . import checkpoint, gradient_processing, rules, schedulers, select, unique_states
 from ._errors import CheckpointMismatchError, GradientMismatchError, GroupSelectionError, ParameterChangedError
 from ._hyper import Hyper
-from ._optimizer import Optimizer
+from ._optimizer import BraintoolsOptimDeprecationWarning, Optimizer
 from ._registry import ParamDict
 from ._storage import OptimizerState
 
 OptimState = OptimizerState      # braintools' name
 from .averaging import EMA, SWA
+from .unique_states import UniqueStateManager
 from .optimizers import (LBFGS, Adafactor, Lamb, Lars, Lookahead, Muon, Prodigy, ScheduleFreeAdamW,
                          ScheduleFreeSGD, SGD, SM3, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, AdamW, Fromage, Lion,
                          Momentum, MomentumNesterov, NAdam, NAdamW, Nadam, Novograd, OptaxOptimizer, RAdam, RMSProp,
@@ -37,7 +38,7 @@ __all__ = [
     'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD',
     'gradient_processing', 'rules', 'schedulers',
     'AdaBelief', 'Adagrad', 'Adamax', 'Adan', 'Fromage', 'Lion', 'NAdam', 'NAdamW', 'Nadam', 'Novograd',
-    'RAdam', 'Rprop', 'SM3', 'Yogi', 'OptaxOptimizer', 'OptimState',
+    'RAdam', 'Rprop', 'SM3', 'Yogi', 'OptaxOptimizer', 'OptimState', 'UniqueStateManager', 'BraintoolsOptimDeprecationWarning',
     'Adafactor', 'LBFGS', 'Lamb', 'Lars', 'Lookahead', 'Muon', 'Prodigy', 'ScheduleFreeAdamW',
     'ScheduleFreeSGD',
     # schedulers

@@ -155,5 +155,5 @@ def learning_rate(name: str, value) -> float:
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a float or an LRScheduler, got {value!r}") from None
     if not math.isfinite(number) or number < 0.0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ValueError(f"{name} (a learning rate) must be a finite number >= 0, got {value!r}")
     return number

@@ -45,6 +45,7 @@ def split_gradients(registry: ParamRegistry, grads: Any, frozen: Collection[int]
         raise TypeError(f"update() takes a dict of parameter key -> gradient, keyed like opt.param_states "
                         f"({_names(list(states)[:3])}{', ...' if len(states) > 3 else ''}); "
                         f"got {type(grads).__name__}")
+    grads = _unnest(grads, states)
     frozen = set(frozen)
     params = registry.params
     needed = {}
@@ -82,6 +83,29 @@ def split_gradients(registry: ParamRegistry, grads: Any, frozen: Collection[int]
             if i not in frozen:
                 out[i] = leaf
     return out
+
+
+def _unnest(grads: Mapping, states) -> Mapping:
+    """Gradients given as the nested tree a nested registration came from, flattened to its path keys."""
+    if all(key in states for key in grads):
+        return grads
+    prefixes = {key[:n] for key in states if isinstance(key, tuple) for n in range(1, len(key))}
+    flat = {}
+
+    def walk(prefix, value):
+        if prefix in prefixes and isinstance(value, (Mapping, list, tuple)):
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            for k, v in items:
+                walk(prefix + (k,), v)
+        else:
+            flat[prefix] = value
+
+    for key, value in grads.items():
+        if key not in states and (key,) in prefixes:
+            walk((key,), value)
+        else:
+            flat[key] = value
+    return flat
 
 
 def check_gradients(params: Sequence[Param], values: Sequence[Any], grads: Sequence[Any],

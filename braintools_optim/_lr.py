@@ -230,7 +230,9 @@ class LearningRates(PlainCopy, brainstate.graph.Node):
 
         A float lr is reported exactly as it was set (``0.002``, not float32's
         ``0.0020000000949949``) as long as the State still holds it; a
-        scheduler's lr as its current value.
+        scheduler's lr as its current value, a 0-d array in the scheduler's
+        dtype (so it compares equal to the Python float it stands for, and
+        prints as ``0.001``).
         """
         source = self.source(group)
         if is_scheduler(source):
@@ -240,7 +242,7 @@ class LearningRates(PlainCopy, brainstate.graph.Node):
             value = jnp.asarray(value)
             if value.ndim:
                 value = value[group] if source is self.default else value[0]
-            return float(value)
+            return value
         value = self.state.value
         if isinstance(value, jax.core.Tracer):
             return None

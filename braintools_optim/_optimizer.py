@@ -76,6 +76,15 @@ def _contains_tracer(tree) -> bool:
     return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree.leaves(tree))
 
 
+class BraintoolsOptimDeprecationWarning(FutureWarning, DeprecationWarning):
+    """A spelling kept for code written for braintools that braintools itself deprecates.
+
+    A FutureWarning (shown by default, as braintools 0.4's warning) that is also
+    a DeprecationWarning (what braintools 0.3 raised), so filters written for
+    either catch it.
+    """
+
+
 class _HyperAttribute:
     """``opt.<name>``: the optimizer's own value of a declared hyper-parameter; assignment is refused."""
 
@@ -145,7 +154,7 @@ class Optimizer(brainstate.graph.Node):
     hyperparameters: Dict[str, Hyper] = {}
     #: other spellings of one element of a tuple hyper-parameter (``beta1`` -> ``betas[0]``)
     aliases: Dict[str, Tuple[str, int]] = {}
-    #: arguments braintools deprecates: {name: what to write instead} (a FutureWarning when given)
+    #: arguments braintools deprecates: {name: what to write instead} (a warning when given)
     deprecated_arguments: Dict[str, str] = {}
     weight_decay_mode = 'coupled'
     #: whether this algorithm may run a parameter group inside another optimizer
@@ -218,7 +227,7 @@ class Optimizer(brainstate.graph.Node):
         for name, instead in cls.deprecated_arguments.items():
             if arguments.get(name) is not None:
                 warnings.warn(f"{cls.__name__}({name}=...) is deprecated (as in braintools); write {instead}",
-                              FutureWarning, stacklevel=4)
+                              BraintoolsOptimDeprecationWarning, stacklevel=4)
         values = resolve_aliases(arguments, cls.aliases, arguments)
         values = check_values(cls.__name__, cls.hyperparameters, values)
         missing = [name for name in cls.hyperparameters if name not in values]
@@ -454,7 +463,7 @@ class Optimizer(brainstate.graph.Node):
             own = {k: v for k, v in group.settings.items()
                    if group.index == 0 or group.algorithm is not type(self)
                    or v != self._default_group.settings.get(k)}
-            extra = ', '.join(f'{k}={v!r}' for k, v in own.items())
+            extra = ', '.join(f'{k}={_short(v)}' for k, v in own.items())
             state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={self._decay.host_value(group.index):.4g}"
             selector = 'unselected' if group.selector is None else group.selector.description
             lines.append(f"group {group.index} {group.name!r} [{selector}]: {group.algorithm.__name__}, {state}"
@@ -772,8 +781,12 @@ class Optimizer(brainstate.graph.Node):
 
     @property
     def lr_scheduler(self):
-        """The optimizer-level scheduler, or ``None`` for a float learning rate."""
-        return self._lr.scheduler
+        """The optimizer-level scheduler; for a float lr the :class:`~._lr.FloatLR` view (as braintools,
+        which always has one). ``opt.lr_scheduler is opt.lr``."""
+        return self.lr
+
+    #: braintools' private name of the same thing (read by code written against it)
+    _lr_scheduler = lr_scheduler
 
     @property
     def schedulers(self) -> List[Any]:
@@ -1169,6 +1182,12 @@ class Optimizer(brainstate.graph.Node):
                  f"{len(self._trainable)} trainable parameter(s), {self.num_groups} group(s))"]
         body = self.describe_groups()
         return '\n'.join(lines + (['  ' + line for line in body.splitlines()] if body else []))
+
+
+def _short(value) -> str:
+    """A setting for a one-line report: its repr, or its type for a long one (an optax transformation)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"<{type(value).__name__}>"
 
 
 class _SettableFloat(float):

@@ -183,14 +183,38 @@ def _split_state(key, state) -> List[Param]:
             for i, (path, _) in enumerate(with_paths)]
 
 
+def _nested(prefix: Tuple, value) -> List[Tuple[Any, Any]]:
+    """States inside nested dicts/lists, keyed by their path tuple (braintools accepts such trees)."""
+    if isinstance(value, Mapping):
+        return [entry for k, v in value.items() for entry in _nested(prefix + (k,), v)]
+    if isinstance(value, (list, tuple)) and not isinstance(value, brainstate.State):
+        return [entry for i, v in enumerate(value) for entry in _nested(prefix + (i,), v)]
+    return [(prefix, value)]
+
+
 def as_entries(param_states: Any) -> List[Tuple[Any, Any]]:
-    """``[(key, State)]`` from a mapping (keys as given), a sequence (positions) or one State."""
+    """``[(key, State)]`` from a mapping (keys as given), a sequence (positions) or one State.
+
+    A value that is itself a dict or list of States (a nested tree, as
+    braintools accepts) contributes one entry per State, keyed by its path
+    tuple: ``{'enc': {'w': s}}`` gives ``('enc', 'w')``.
+    """
     if isinstance(param_states, brainstate.State):
         return [(0, param_states)]
     if isinstance(param_states, Mapping):
-        return list(param_states.items())
-    if isinstance(param_states, (list, tuple)):
-        return list(enumerate(param_states))
+        items = list(param_states.items())
+    elif isinstance(param_states, (list, tuple)):
+        items = list(enumerate(param_states))
+    else:
+        items = None
+    if items is not None:
+        entries = []
+        for key, value in items:
+            if isinstance(value, (Mapping, list, tuple)):
+                entries.extend(_nested((key,), value))
+            else:
+                entries.append((key, value))
+        return entries
     raise TypeError("register_trainable_weights takes a dict of key -> ParamState (what "
                     "module.states(brainstate.ParamState) returns), a list of ParamStates or one "
                     f"ParamState; got {type(param_states).__name__}")

@@ -227,7 +227,7 @@ def test_lookahead_load_is_all_or_nothing_and_it_saves(tmp_path):
     opt.update(grads(states, 2.0))
     inner_before = opt.base_optimizer.state_dict()
     bad = copy.deepcopy(good)
-    bad['steps_since_sync'] = np.array(7, np.int32)               # the inner part alone would fit
+    bad['opt_state']['steps_since_sync'] = np.array(7, np.int32)  # the inner part alone would fit
     with pytest.raises(bo.CheckpointMismatchError, match='steps_since_sync'):
         opt.load_state_dict(bad)
     assert int(opt.step_count.value) == 2 == int(inner_before['step_count'])

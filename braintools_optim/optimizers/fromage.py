@@ -53,6 +53,7 @@ class Fromage(Optimizer):
 
 
     hyperparameters = {
+        'momentum': Hyper(checks.non_negative),     # braintools' argument; Fromage has no momentum term
         'min_norm': Hyper(checks.positive),
     }
 
@@ -60,7 +61,6 @@ class Fromage(Optimizer):
         if checks.non_negative('momentum', momentum) != 0.0:
             warnings.warn(f"Fromage has no momentum term: momentum={momentum!r} does nothing (accepted for "
                           f"code written for braintools, which ignores it too)", UserWarning, stacklevel=2)
-        del momentum
         super().__init__(**captured(locals()))
 
     @staticmethod

@@ -233,6 +233,16 @@ def _lbfgs_rule(memory_size: int) -> UpdateRule:
                       {'diff_params': (0, 1), 'diff_grads': (1, 0), 'prev_param': (0, 1), 'prev_grad': (1, 0)})
 
 
+def _check_linesearch(name, value):
+    if value is None or (isinstance(value, str) and value in LINESEARCHES):
+        return value
+    if hasattr(value, 'init') and hasattr(value, 'update'):
+        raise ValueError(f"Unknown linesearch {type(value).__name__}: this LBFGS runs its own 'zoom' or "
+                         f"'backtracking' search; for an optax line search use "
+                         f"OptaxOptimizer(optax.lbfgs(linesearch=...))")
+    raise ValueError(f"Unknown linesearch {value!r}: use 'zoom', 'backtracking' or None")
+
+
 def _no_argument_form(value_fn, opt):
     """``value_fn`` as a function of no arguments: one taking the parameters (optax's and braintools'
     ``value_fn(params)``) is called with the registered States' current values."""
@@ -350,7 +360,7 @@ class LBFGS(Optimizer):
     hyperparameters = {
         'memory_size': Hyper(checks.at_least_int(1), per_group=False),
         'scale_init_precond': Hyper(checks.boolean, per_group=False),
-        'linesearch': Hyper(checks.optional(checks.one_of(*LINESEARCHES)), per_group=False),
+        'linesearch': Hyper(_check_linesearch, per_group=False),
         'max_linesearch_steps': Hyper(checks.at_least_int(1), per_group=False),
         'c1': Hyper(checks.positive, per_group=False),
         'c2': Hyper(checks.positive, per_group=False),

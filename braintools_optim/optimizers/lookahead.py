@@ -69,13 +69,14 @@ class Lookahead(brainstate.graph.Node):
     0.9
     """
 
-    graph_invisible_attrs = ('_slow_owner', '_compiled', '_compiled_key')
+    graph_invisible_attrs = ('_slow_owner', '_compiled', '_compiled_key', '_given')
 
     def __init__(self, base_optimizer, sync_period: int = 5, alpha: float = 0.5, lr=None,
                  weight_decay: Optional[float] = None, grad_clip_norm=None, grad_clip_value=None, **options):
         settings = dict(lr=lr, weight_decay=weight_decay, grad_clip_norm=grad_clip_norm,
                         grad_clip_value=grad_clip_value)
         given = {name: value for name, value in settings.items() if value is not None}
+        given_optimizer = base_optimizer
         if _is_optax_transformation(base_optimizer):
             # braintools' form: Lookahead(optax.adam(1e-3), ...) builds the inner optimizer itself
             from .optax_optimizer import OptaxOptimizer
@@ -95,7 +96,8 @@ class Lookahead(brainstate.graph.Node):
                              "register the parameters through Lookahead.register_trainable_weights")
         if isinstance(sync_period, bool) or int(sync_period) != sync_period or sync_period < 1:
             raise ValueError(f"sync_period must be an integer >= 1, got {sync_period!r}")
-        self.base_optimizer = base_optimizer
+        self.inner_optimizer = base_optimizer
+        self._given = given_optimizer
         self._sync_period = int(sync_period)
         self._alpha = checks.unit_interval('alpha', alpha, include_one=True)
         self.slow_params = OptimizerState([], name='Lookahead.slow_params')
@@ -117,22 +119,31 @@ class Lookahead(brainstate.graph.Node):
         return self._alpha
 
     @property
-    def inner_optimizer(self):
-        """The wrapped optimizer (same as ``base_optimizer``)."""
-        return self.base_optimizer
+    def base_optimizer(self):
+        """What was wrapped, as given: an optimizer of this package, or the optax transformation."""
+        return self._given
+
+    @property
+    def opt_state(self):
+        """braintools: the state, ``{'slow_params': [...], 'inner': inner buffers}`` (``None`` before registration)."""
+        if not self._slow_owner:
+            return None
+        inner = self.inner_optimizer.opt_state
+        return OptimizerState({'slow_params': list(self.slow_params.value),
+                               'inner': None if inner is None else inner.value}, name='Lookahead.opt_state')
 
     # ------------------------------------------------------------------ registration
     def register_trainable_weights(self, param_states: Any, prefix: Optional[str] = None) -> 'Lookahead':
         """Register ParamStates with the inner optimizer and start their slow weights; returns ``self``."""
         self._check_not_traced()
-        self.base_optimizer.register_trainable_weights(param_states, prefix=prefix)
+        self.inner_optimizer.register_trainable_weights(param_states, prefix=prefix)
         self._rebuild_slow()
         return self
 
     def add_param_group(self, param_states: Any, **settings) -> 'Lookahead':
         """The inner optimizer's :meth:`Optimizer.add_param_group`, plus slow weights; returns ``self``."""
         self._check_not_traced()
-        self.base_optimizer.add_param_group(param_states, **settings)
+        self.inner_optimizer.add_param_group(param_states, **settings)
         self._rebuild_slow()
         return self
 
@@ -142,14 +153,14 @@ class Lookahead(brainstate.graph.Node):
                                "register every weight before the first traced update")
 
     def _inner_handles(self):
-        inner = self.base_optimizer
+        inner = self.inner_optimizer
         if isinstance(inner, Lookahead):
             return inner._inner_handles()
         params = inner._registry.params
         return [params[i].handle for i in inner._trainable]
 
     def _inner_params(self):
-        inner = self.base_optimizer
+        inner = self.inner_optimizer
         if isinstance(inner, Lookahead):
             return inner._inner_params()
         params = inner._registry.params
@@ -167,40 +178,44 @@ class Lookahead(brainstate.graph.Node):
     @property
     def param_states(self) -> Dict[Any, brainstate.ParamState]:
         """The registered ParamStates (the inner optimizer's)."""
-        return self.base_optimizer.param_states
+        return self.inner_optimizer.param_states
 
     @property
     def num_groups(self) -> int:
-        return self.base_optimizer.num_groups
+        return self.inner_optimizer.num_groups
 
     # ------------------------------------------------------------------ learning rate (inner's)
     @property
     def lr(self):
         """The inner optimizer's ``lr`` (assignable)."""
-        return self.base_optimizer.lr
+        return self.inner_optimizer.lr
 
     @lr.setter
     def lr(self, value) -> None:
-        self.base_optimizer.lr = value
+        self.inner_optimizer.lr = value
 
     @property
     def current_lr(self):
-        return self.base_optimizer.current_lr
+        return self.inner_optimizer.current_lr
 
     def set_lr(self, value, group: Optional[int] = None) -> None:
-        self.base_optimizer.set_lr(value, group)
+        self.inner_optimizer.set_lr(value, group)
+
+    @property
+    def _lr_scheduler(self):
+        return self.inner_optimizer.lr_scheduler
 
     @property
     def lr_scheduler(self):
-        return self.base_optimizer.lr_scheduler
+        return self.inner_optimizer.lr_scheduler
 
     def get_last_lr(self):
-        return self.base_optimizer.get_last_lr()
+        return self.inner_optimizer.get_last_lr()
 
     @property
     def step_count(self):
         """The inner optimizer's step counter State."""
-        return self.base_optimizer.step_count
+        return self.inner_optimizer.step_count
 
     # ------------------------------------------------------------------ update
     def update(self, grads, **kwargs) -> None:
@@ -228,7 +243,7 @@ class Lookahead(brainstate.graph.Node):
         return self.update(*args, **kwargs)
 
     def _step(self, grads, **kwargs) -> None:
-        inner = self.base_optimizer
+        inner = self.inner_optimizer
         before = inner.step_count.value
         inner.update(grads, **kwargs)
         advanced = inner.step_count.value != before
@@ -246,7 +261,7 @@ class Lookahead(brainstate.graph.Node):
     # ------------------------------------------------------------------ introspection, checkpoints
     def buffers(self) -> Dict[str, Dict[Any, Any]]:
         """The inner optimizer's buffers plus ``slow_params`` (with the parameters' units)."""
-        out = self.base_optimizer.buffers()
+        out = self.inner_optimizer.buffers()
         out['slow_params'] = {param.ident: _units.merge(slow, _units.split(param.handle.value)[1])
                               for param, slow in zip(self._inner_params(), self.slow_params.value)}
         return out
@@ -272,9 +287,10 @@ class Lookahead(brainstate.graph.Node):
         """The inner optimizer's ``state_dict`` plus the slow weights and the sync counter."""
         keys = [_keys.encode(p.key, p.leaf_path) for p in self._inner_params()]
         return {'format_version': STATE_DICT_VERSION, 'optimizer': 'Lookahead',
-                'inner': self.base_optimizer.state_dict(),
-                'slow_params': dict(zip(keys, map(np.array, self.slow_params.value))),
-                'steps_since_sync': np.asarray(self.steps_since_sync.value)}
+                'step_count': np.asarray(self.step_count.value),
+                'inner': self.inner_optimizer.state_dict(),
+                'opt_state': {'slow_params': dict(zip(keys, map(np.array, self.slow_params.value))),
+                              'steps_since_sync': np.asarray(self.steps_since_sync.value)}}
 
     def _prepare_load(self, state: Dict[str, Any], strict: bool = True):
         """Check ``state`` (the inner optimizer's part too); return ``(write, report)``, writing nothing."""
@@ -283,11 +299,12 @@ class Lookahead(brainstate.graph.Node):
                             f"{type(state).__name__}")
         if state.get('format_version') not in (1, STATE_DICT_VERSION) or state.get('optimizer') != 'Lookahead':
             raise CheckpointMismatchError("not a Lookahead state_dict (format_version and 'optimizer' do not fit)")
-        inner = self.base_optimizer
+        inner = self.inner_optimizer
         write_inner, report = inner._prepare_load(state['inner'], strict)
         params = self._inner_params()
         keys = [_keys.encode(p.key, p.leaf_path) for p in params]
-        saved = state['slow_params']
+        own = state['opt_state'] if 'opt_state' in state else state       # the first release kept them on top
+        saved = own['slow_params']
         if state['format_version'] == 1:
             legacy = {_keys.legacy_encode(p.key, p.leaf_path): k for p, k in zip(params, keys)}
             saved = {legacy.get(k, '\0' + k): v for k, v in saved.items()}
@@ -304,7 +321,7 @@ class Lookahead(brainstate.graph.Node):
                 raise CheckpointMismatchError(f"state_dict slow_params for {key}: {array.dtype}{list(array.shape)}"
                                               f" != {current.dtype}{list(current.shape)}")
             values.append(jnp.asarray(array))
-        counter = np.asarray(state['steps_since_sync'])
+        counter = np.asarray(own['steps_since_sync'])
         if counter.shape != () or counter.dtype.kind not in 'iu' or not 0 <= int(counter) < self._sync_period:
             raise CheckpointMismatchError(f"state_dict steps_since_sync {counter!r} is not an integer in "
                                           f"[0, {self._sync_period})")
