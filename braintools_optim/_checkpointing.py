@@ -95,7 +95,7 @@ def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
         'params': {name: _describe(p.handle.value, opt._membership[i]) for i, (name, p) in
                    enumerate(zip(names, params))},
         'step_offsets': {names[i]: int(opt._step_offsets[i]) for i in range(len(params))},
-        'opt_state': buffers,
+        'opt_state': buffers if len(params) else None,
         'lr': opt._lr.host_value(0),
         'base_lr': opt._lr.base(0),
         'grad_accumulator': None if accumulator is None else {
@@ -146,6 +146,48 @@ def _from_version_1(opt: 'Optimizer', state: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def _as_list(value):
+    """A list that a serializer stored as ``{'0': ..., '1': ...}`` (flax / braintools msgpack), as a list."""
+    if isinstance(value, dict) and value and all(isinstance(k, str) and k.isdigit() for k in value) \
+            and sorted(int(k) for k in value) == list(range(len(value))):
+        return [value[str(i)] for i in range(len(value))]
+    return value
+
+
+def _lists_deep(value):
+    """:func:`_as_list` at every level (for a scheduler's own state, whose keys are names)."""
+    value = _as_list(value)
+    if isinstance(value, dict):
+        return {k: _lists_deep(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_lists_deep(v) for v in value]
+    return value
+
+
+def _lists_restored(state: Dict[str, Any]) -> Dict[str, Any]:
+    """Undo what dict-only serializers do to the lists of a format-2 state_dict (nothing else is touched)."""
+    state = dict(state)
+    groups = []
+    for group in _as_list(state.get('param_groups', [])):
+        group = dict(group)
+        group['settings'] = {k: _as_list(v) for k, v in dict(group.get('settings', {})).items()}
+        group['params'] = _as_list(group.get('params', []))
+        groups.append(group)
+    state['param_groups'] = groups
+    rates = dict(state.get('learning_rates', {}))
+    rates['schedulers'] = [dict(entry, state=_lists_deep(entry.get('state')))
+                           for entry in _as_list(rates.get('schedulers', []))]
+    if rates.get('exact') is not None:
+        rates['exact'] = _as_list(rates['exact'])
+    state['learning_rates'] = rates
+    state['extra'] = {name: _as_list(leaves) for name, leaves in dict(state.get('extra', {})).items()}
+    state['params'] = {name: dict(desc, shape=_as_list(desc.get('shape')) if desc.get('shape') != {} else [])
+                       for name, desc in dict(state.get('params', {})).items()}
+    if state.get('opt_state') is None:
+        state['opt_state'] = {}
+    return state
+
+
 def _int(value, what: str, low: int = 0, high: int = INT32_MAX) -> int:
     array = np.asarray(value)
     if array.shape != () or array.dtype.kind not in 'iu':
@@ -188,6 +230,8 @@ def prepare_load(opt: 'Optimizer', state: Dict[str, Any], strict: bool = True):
     try:
         if version == 1:
             state = _from_version_1(opt, state)
+        else:
+            state = _lists_restored(state)
         return _load(opt, state, strict)
     except (KeyError, TypeError, AttributeError) as err:
         if isinstance(err, CheckpointMismatchError):

@@ -815,10 +815,11 @@ class Optimizer(brainstate.graph.Node):
         return values
 
     def lr_apply(self, fn: Callable[[float], float]) -> None:
-        """braintools: set every float group's lr to ``fn(lr)``."""
+        """braintools: set every float group's lr to ``fn(lr)``; with a scheduler, ``scheduler.apply(fn)``
+        (which overrides its lr until its next step)."""
         if self._lr.scheduler is not None:
-            raise RuntimeError("the learning rate comes from an LRScheduler; apply the change to it "
-                               "(scheduler.apply(fn)) or assign a float lr")
+            self._lr.scheduler.apply(fn)
+            return
         values = [fn(self._lr.host_value(g)) for g in range(self.num_groups)]
         self.set_lr(values if self.num_groups > 1 else values[0])
 

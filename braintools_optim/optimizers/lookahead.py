@@ -286,9 +286,11 @@ class Lookahead(brainstate.graph.Node):
     def state_dict(self) -> Dict[str, Any]:
         """The inner optimizer's ``state_dict`` plus the slow weights and the sync counter."""
         keys = [_keys.encode(p.key, p.leaf_path) for p in self._inner_params()]
+        inner = self.inner_optimizer.state_dict()
         return {'format_version': STATE_DICT_VERSION, 'optimizer': 'Lookahead',
                 'step_count': np.asarray(self.step_count.value),
-                'inner': self.inner_optimizer.state_dict(),
+                'param_groups': inner['param_groups'],           # for reading (braintools' key)
+                'inner': inner,
                 'opt_state': {'slow_params': dict(zip(keys, map(np.array, self.slow_params.value))),
                               'steps_since_sync': np.asarray(self.steps_since_sync.value)}}
 
