@@ -183,7 +183,7 @@ def _lists_restored(state: Dict[str, Any]) -> Dict[str, Any]:
     state['extra'] = {name: _as_list(leaves) for name, leaves in dict(state.get('extra', {})).items()}
     state['params'] = {name: dict(desc, shape=_as_list(desc.get('shape')) if desc.get('shape') != {} else [])
                        for name, desc in dict(state.get('params', {})).items()}
-    if state.get('opt_state') is None:
+    if 'opt_state' in state and state['opt_state'] is None:      # saved before any registration
         state['opt_state'] = {}
     return state
 
