@@ -32,7 +32,7 @@ def pages():
     return found
 
 
-_FENCE = re.compile(r'^ {0,3}(`{3,}|~{3,})\s*(.*)$')
+_FENCE = re.compile(r'^( {0,3})(`{3,}|~{3,})(.*)$')
 
 
 def code_blocks(text: str):
@@ -43,7 +43,7 @@ def code_blocks(text: str):
         if not match:
             i += 1
             continue
-        fence, info = match.group(1), match.group(2).strip()
+        indent, fence, info = len(match.group(1)), match.group(2), match.group(3).strip()
         words = info.split()
         language = words[0].lower() if words else ''
         if language in ('{code-block}', '{code}', '{code-cell}') and len(words) > 1:
@@ -54,7 +54,9 @@ def code_blocks(text: str):
             close = re.match(r'^ {0,3}(`{3,}|~{3,})\s*$', lines[i])
             if close and close.group(1)[0] == fence[0] and len(close.group(1)) >= len(fence):
                 break
-            body.append(lines[i])
+            # CommonMark: a fence indented n spaces (inside a list item) removes up to n from its lines
+            line = lines[i]
+            body.append(line[min(indent, len(line) - len(line.lstrip(' '))):])
             i += 1
         blocks.append((start + 1, language, '\n'.join(body) + '\n'))
         i += 1
@@ -68,6 +70,11 @@ def python_blocks(path: pathlib.Path):
 
 def _page_id(path):
     return str(path.relative_to(ROOT))
+
+
+def test_parser_strips_the_indentation_of_an_indented_fence():
+    text = '1. item\n\n   ```python\n   a = 1\n   if a:\n       b = 2\n   ```\n'
+    assert code_blocks(text) == [(4, 'python', 'a = 1\nif a:\n    b = 2\n')]
 
 
 def test_parser_reads_fences():

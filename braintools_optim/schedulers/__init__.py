@@ -27,7 +27,7 @@ def torch_options(scheduler) -> dict:
     """The keyword arguments that give ``torch.optim.lr_scheduler``'s behaviour (a fresh dict).
 
     Where braintools and torch differ without either being a bug, the default
-    is braintools' (``docs/braintools_divergences.md``); these switch to torch's:
+    is braintools' (``docs/migration_schedulers.md``); these switch to torch's:
     ``CosineAnnealingLR(..., **torch_options('CosineAnnealingLR'))`` continues the
     cosine past ``T_max``, and ``OneCycleLR`` / ``CyclicLR`` follow torch's
     curve and cycle the momentum. Other schedulers already match torch: ``{}``.
