@@ -23,7 +23,7 @@ from optim_db import OPTIMIZERS, names
 # ----------------------------------------------------------------------------- refused arguments
 
 
-def test_catalog_a_arguments_are_checked():
+def test_fromage_rprop_adan_and_nadam_check_their_arguments():
     with pytest.raises(ValueError, match='no momentum'):
         bo.Fromage(lr=0.01, momentum=0.9)            # braintools accepted and ignored it
     assert bo.Fromage(lr=0.01, momentum=0.0).min_norm == 1e-6
@@ -54,7 +54,7 @@ def test_adafactor_refuses_arguments_that_cannot_act(kwargs, match):
         bo.Adafactor(**kwargs)
 
 
-def test_catalog_b_arguments_are_checked():
+def test_lookahead_lbfgs_schedule_free_and_muon_check_their_arguments():
     with pytest.raises(TypeError, match='inner optimizer'):
         bo.Lookahead(bo.SGD(lr=0.1), lr=0.1)
     with pytest.raises(ValueError, match='line search'):

@@ -22,7 +22,7 @@ from braintools_optim._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerPara
 from optim_db import ELEMENTWISE as ELEMENTWISE_INFOS, NOT_ELEMENTWISE, OPTIM_DB
 
 SHAPES = {'w1': (4, 3), 'b1': (3,), 'w2': (3, 5), 'scalar': (), 'b2': (5,)}
-ZOO = {info.name: info.make for info in OPTIM_DB.values()}
+MAKE = {info.name: info.make for info in OPTIM_DB.values()}
 ELEMENTWISE = [info.name for info in ELEMENTWISE_INFOS]
 PER_TENSOR = [info.name for info in NOT_ELEMENTWISE if not info.wrapper]     # Lookahead fuses as its inner one
 
@@ -108,13 +108,13 @@ def _one_step_from_the_same_state(make, dtype=jnp.float32, warmup=3, **options):
 @pytest.mark.parametrize('name', ELEMENTWISE)
 @pytest.mark.parametrize('options', [{}, CLIPPED], ids=['plain', 'clipped'])
 def test_one_fused_step_equals_the_per_parameter_step_within_one_ulp(name, options):
-    _assert_same_run(*_one_step_from_the_same_state(ZOO[name], **options))
+    _assert_same_run(*_one_step_from_the_same_state(MAKE[name], **options))
 
 
 @pytest.mark.parametrize('name', ELEMENTWISE)
 def test_fused_and_per_parameter_trajectories_stay_together(name):
     # each step agrees to one ulp; over several steps the differences may compound a little
-    (p_fused, _), (p_plain, _) = _run(ZOO[name], True, **CLIPPED), _run(ZOO[name], False, **CLIPPED)
+    (p_fused, _), (p_plain, _) = _run(MAKE[name], True, **CLIPPED), _run(MAKE[name], False, **CLIPPED)
     for key in SHAPES:
         np.testing.assert_allclose(np.asarray(p_fused[key].value), np.asarray(p_plain[key].value),
                                    rtol=2e-6, atol=1e-7)
@@ -123,7 +123,7 @@ def test_fused_and_per_parameter_trajectories_stay_together(name):
 @pytest.mark.parametrize('name', ['Adam', 'AdamW', 'SGD', 'Adadelta'])
 def test_fused_equals_per_parameter_in_float16_and_bfloat16(name):
     for dtype in (jnp.float16, jnp.bfloat16):
-        _assert_same_run(*_one_step_from_the_same_state(ZOO[name], dtype=dtype))
+        _assert_same_run(*_one_step_from_the_same_state(MAKE[name], dtype=dtype))
 
 
 def test_groups_schedules_and_late_registration_bucket_separately():
@@ -181,13 +181,13 @@ def test_default_fuses_small_arrays_and_keeps_large_ones_alone():
 
 def test_per_tensor_rules_refuse_fused_true_and_run_per_parameter_by_default():
     for name in PER_TENSOR:
-        opt = ZOO[name]().register_trainable_weights(_params())
+        opt = MAKE[name]().register_trainable_weights(_params())
         assert all(isinstance(storage.layout, PerParamLayout) for storage in opt._storage.values()), name
     with pytest.raises(TypeError, match='fused'):
         bo.Adam(fused='yes')
     for name in PER_TENSOR:                    # refused when built, before any parameter is registered
         with pytest.raises(ValueError, match='element-wise'):
-            ZOO[name](fused=True)
+            MAKE[name](fused=True)
 
 
 def test_a_per_tensor_group_in_a_fused_optimizer_is_refused_and_registers_nothing():
@@ -200,12 +200,12 @@ def test_a_per_tensor_group_in_a_fused_optimizer_is_refused_and_registers_nothin
 
 @pytest.mark.parametrize('source_fused, target_fused', [(True, False), (False, True), (None, True)])
 def test_checkpoints_move_between_layouts(source_fused, target_fused):
-    params, source = _run(ZOO['Adam'], source_fused, steps=3)
+    params, source = _run(MAKE['Adam'], source_fused, steps=3)
     saved = source.state_dict()
     target_params = _params()
     for name in SHAPES:
         target_params[name].value = params[name].value
-    target = ZOO['Adam'](fused=target_fused).register_trainable_weights(target_params)
+    target = MAKE['Adam'](fused=target_fused).register_trainable_weights(target_params)
     target.load_state_dict(saved)
     for step in range(3, 6):
         source.update(_grads(step))
@@ -264,10 +264,10 @@ def test_fused_moments_are_two_leaves_whatever_the_parameter_count():
 def test_static_slices_used_off_cpu_give_the_same_numbers(monkeypatch):
     # GPU/TPU backends cut the flat update with static slices (no lax.cond: its predicate would
     # be copied to the host every step); the numbers must not change.
-    opaque = _run(ZOO['Adam'], True)
+    opaque = _run(MAKE['Adam'], True)
     import braintools_optim._layout as layout_module
     monkeypatch.setattr(layout_module.jax, 'default_backend', lambda: 'gpu')
-    static = _run(ZOO['Adam'], True)
+    static = _run(MAKE['Adam'], True)
     for name in SHAPES:
         np.testing.assert_array_equal(np.asarray(static[0][name].value), np.asarray(opaque[0][name].value))
 
