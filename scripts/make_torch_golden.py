@@ -473,11 +473,15 @@ def main(argv=None) -> int:
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         written = write_all(tmp)
-        differ = [name for name in written
-                  if not filecmp.cmp(os.path.join(tmp, name), os.path.join(GOLDEN_DIR, name), shallow=False)]
+        differ = [name for name in written if not os.path.exists(os.path.join(GOLDEN_DIR, name)) or
+                  not filecmp.cmp(os.path.join(tmp, name), os.path.join(GOLDEN_DIR, name), shallow=False)]
     for name in written:
         print(f"{'DIFFERS' if name in differ else 'identical'}  tests/golden/{name}")
-    return 1 if differ else 0
+    others = sorted(name for name in os.listdir(GOLDEN_DIR) if name.startswith('torch_') and
+                    name not in written and name != 'torch_schedulers.npz')
+    for name in others:
+        print(f"not written by this script  tests/golden/{name}")
+    return 1 if differ or others else 0
 
 
 if __name__ == '__main__':

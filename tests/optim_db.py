@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import braintools_optim as bo
 
-#: reference kinds and the test file that holds each kind's table
+#: reference kinds: tests/test_reference_torch.py, test_reference_optax.py, test_reference_formulas.py
 REFERENCE_KINDS = ('torch', 'optax', 'formula')
 
 
@@ -55,7 +55,7 @@ class Convergence:
     build: Callable[..., Any]
     lr: float
     steps: int = 400
-    decaying_lr: bool = False        # steps of a fixed relative/spectral size settle only with a decaying lr
+    decaying_lr: bool = False        # steps of a fixed relative/spectral/sign size settle only then
     line_search: bool = False        # update(grads, value=loss, value_fn=loss_fn)
     at_average: bool = False         # evaluate inside opt.eval_params() (schedule-free)
     variant: str = ''                # test-id suffix when an optimizer has several runs
@@ -63,6 +63,8 @@ class Convergence:
 
 @dataclass(frozen=True)
 class OptimInfo:
+    """One optimizer's row (fields explained in the module docstring)."""
+
     name: str
     cls: type
     make: Callable[..., Any]
