@@ -3,6 +3,11 @@
 Element-wise rules give the same numbers on a concatenation as on each array,
 so both layouts must agree to one ulp, step after step, with decay, clipping,
 groups, schedules and late registration; checkpoints move between layouts.
+The subjects are the registry's element-wise entries (``optim_db``).
+
+White-box reads (no public accessor says how buffers are stored): each
+parameter group's storage ``opt._storage[g]``, its ``layout`` (``FlatLayout`` /
+``PerParamLayout``, with ``buckets``) and its buffer States ``states[name]``.
 """
 
 import brainstate
@@ -14,11 +19,22 @@ import pytest
 import braintools_optim as bo
 from braintools_optim._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout
 
-from optimizer_zoo import ZOO
+from optim_db import ELEMENTWISE as ELEMENTWISE_INFOS, NOT_ELEMENTWISE, OPTIM_DB
 
 SHAPES = {'w1': (4, 3), 'b1': (3,), 'w2': (3, 5), 'scalar': (), 'b2': (5,)}
-ELEMENTWISE = [name for name, make in ZOO.items() if type(make()).is_elementwise()]
-PER_TENSOR = [name for name in ZOO if name not in ELEMENTWISE]
+MAKE = {info.name: info.make for info in OPTIM_DB.values()}
+ELEMENTWISE = [info.name for info in ELEMENTWISE_INFOS]
+PER_TENSOR = [info.name for info in NOT_ELEMENTWISE if not info.wrapper]     # Lookahead fuses as its inner one
+
+
+def _layout(opt, group=0):
+    """How parameter group ``group`` stores its buffers."""
+    return opt._storage[group].layout
+
+
+def _stored(opt, name):
+    """The stored arrays of buffer ``name``, group after group (flat buckets or one per parameter)."""
+    return [array for g in sorted(opt._storage) for array in opt._storage[g].states[name].value]
 
 
 def _params(dtype=jnp.float32, seed=0):
@@ -70,6 +86,8 @@ def _assert_same_run(fused_run, plain_run):
 def test_the_elementwise_catalog_is_what_we_expect():
     assert set(ELEMENTWISE) == {'SGD', 'Momentum', 'MomentumNesterov', 'Adam', 'AdamW', 'Adadelta', 'RMSprop',
                                 'Adagrad', 'Adamax', 'RAdam', 'Lion', 'Yogi', 'AdaBelief', 'Adan'}
+    assert all(OPTIM_DB[name].cls.is_elementwise() for name in ELEMENTWISE)
+    assert not any(OPTIM_DB[name].cls.is_elementwise() for name in PER_TENSOR)
 
 
 CLIPPED = {'grad_clip_norm': 0.5, 'grad_clip_value': 2.0, 'rescale_grad': 0.5, 'param_clip_value': 1.5}
@@ -83,20 +101,20 @@ def _one_step_from_the_same_state(make, dtype=jnp.float32, warmup=3, **options):
     fused.load_state_dict(plain.state_dict())
     plain.update(_grads(warmup, dtype))
     fused.update(_grads(warmup, dtype))
-    assert isinstance(fused._layout, FlatLayout) and isinstance(plain._layout, PerParamLayout)
+    assert isinstance(_layout(fused), FlatLayout) and isinstance(_layout(plain), PerParamLayout)
     return (copies, fused), (params, plain)
 
 
 @pytest.mark.parametrize('name', ELEMENTWISE)
 @pytest.mark.parametrize('options', [{}, CLIPPED], ids=['plain', 'clipped'])
 def test_one_fused_step_equals_the_per_parameter_step_within_one_ulp(name, options):
-    _assert_same_run(*_one_step_from_the_same_state(ZOO[name], **options))
+    _assert_same_run(*_one_step_from_the_same_state(MAKE[name], **options))
 
 
 @pytest.mark.parametrize('name', ELEMENTWISE)
 def test_fused_and_per_parameter_trajectories_stay_together(name):
     # each step agrees to one ulp; over several steps the differences may compound a little
-    (p_fused, _), (p_plain, _) = _run(ZOO[name], True, **CLIPPED), _run(ZOO[name], False, **CLIPPED)
+    (p_fused, _), (p_plain, _) = _run(MAKE[name], True, **CLIPPED), _run(MAKE[name], False, **CLIPPED)
     for key in SHAPES:
         np.testing.assert_allclose(np.asarray(p_fused[key].value), np.asarray(p_plain[key].value),
                                    rtol=2e-6, atol=1e-7)
@@ -105,7 +123,7 @@ def test_fused_and_per_parameter_trajectories_stay_together(name):
 @pytest.mark.parametrize('name', ['Adam', 'AdamW', 'SGD', 'Adadelta'])
 def test_fused_equals_per_parameter_in_float16_and_bfloat16(name):
     for dtype in (jnp.float16, jnp.bfloat16):
-        _assert_same_run(*_one_step_from_the_same_state(ZOO[name], dtype=dtype))
+        _assert_same_run(*_one_step_from_the_same_state(MAKE[name], dtype=dtype))
 
 
 def test_groups_schedules_and_late_registration_bucket_separately():
@@ -117,7 +135,7 @@ def test_groups_schedules_and_late_registration_bucket_separately():
         opt = bo.AdamW(lr=scheduler, weight_decay=0.1, fused=fused, schedule_per_update=True)
         opt.register_trainable_weights(first)
         opt.add_param_group({k: later[k] for k in ('w2', 'b2')}, weight_decay=0.0)
-        grads = lambda s: {k: g for k, g in _grads(s).items() if k[0] != 'scalar'}
+        grads = lambda s: {k: g for k, g in _grads(s).items() if k != 'scalar'}
         for step in range(3):
             opt.update(grads(step))
         opt.register_trainable_weights({'scalar': later['scalar']})    # its own step count from 1
@@ -127,9 +145,11 @@ def test_groups_schedules_and_late_registration_bucket_separately():
 
     fused, plain = run(True), run(False)
     _assert_same_run(fused, plain)
-    buckets = fused[1]._layout.buckets
-    assert [(b.group, b.step_offset) for b in buckets] == [(0, 0), (1, 0), (0, 3)]
-    assert [len(b.members) for b in buckets] == [2, 2, 1]
+    # each parameter group has its own storage; the late parameter counts its steps from 3
+    first, second = _layout(fused[1], 0).buckets, _layout(fused[1], 1).buckets
+    assert [(len(b.members), b.step_offset) for b in first] == [(2, 0), (1, 3)]
+    assert [(len(b.members), b.step_offset) for b in second] == [(2, 0)]
+    assert len(_stored(fused[1], 'exp_avg')) == 3
 
 
 def test_mixed_dtypes_get_one_bucket_each():
@@ -137,8 +157,8 @@ def test_mixed_dtypes_get_one_bucket_each():
               'b': brainstate.ParamState(jnp.ones((2,), jnp.bfloat16)),
               'c': brainstate.ParamState(jnp.ones((4,), jnp.float32))}
     opt = bo.Adam(lr=0.1, fused=True).register_trainable_weights(params)
-    assert [b.members for b in opt._layout.buckets] == [(0, 2), (1,)]
-    assert [v.dtype for v in opt._buffers['exp_avg'].value] == [jnp.float32, jnp.bfloat16]
+    assert [b.members for b in _layout(opt).buckets] == [(0, 2), (1,)]
+    assert [v.dtype for v in _stored(opt, 'exp_avg')] == [jnp.float32, jnp.bfloat16]
     opt.update({'a': jnp.ones(3), 'b': jnp.ones(2, jnp.bfloat16), 'c': jnp.ones(4)})
     assert params['b'].value.dtype == jnp.bfloat16
     np.testing.assert_allclose(np.asarray(params['a'].value), 0.9, rtol=1e-6)
@@ -151,31 +171,41 @@ def test_default_fuses_small_arrays_and_keeps_large_ones_alone():
               'small2': brainstate.ParamState(jnp.ones((2, 3)))}
     opt = bo.Adam(lr=0.1).register_trainable_weights(params)
     assert opt.fused is None
-    assert [b.members for b in opt._layout.buckets] == [(0, 2), (1,)]
+    assert [b.members for b in _layout(opt).buckets] == [(0, 2), (1,)]
     # every byte the optimizer keeps is a moment: two buffers of exactly the parameter count
-    stored = [a for state in opt._buffers.values() for a in state.value]
+    stored = _stored(opt, 'exp_avg') + _stored(opt, 'exp_avg_sq')
+    assert list(opt._storage[0].states) == ['exp_avg', 'exp_avg_sq']
     assert sum(a.size for a in stored) == 2 * (10 + big + 6)
-    assert [a.shape for a in opt._buffers['exp_avg'].value] == [(16,), (big,)]
+    assert [a.shape for a in _stored(opt, 'exp_avg')] == [(16,), (big,)]
 
 
 def test_per_tensor_rules_refuse_fused_true_and_run_per_parameter_by_default():
     for name in PER_TENSOR:
-        with pytest.raises(ValueError, match='element-wise'):
-            ZOO[name](fused=True)
-        opt = ZOO[name]().register_trainable_weights(_params())
-        assert isinstance(opt._layout, PerParamLayout), name
+        opt = MAKE[name]().register_trainable_weights(_params())
+        assert all(isinstance(storage.layout, PerParamLayout) for storage in opt._storage.values()), name
     with pytest.raises(TypeError, match='fused'):
         bo.Adam(fused='yes')
+    for name in PER_TENSOR:                    # refused when built, before any parameter is registered
+        with pytest.raises(ValueError, match='element-wise'):
+            MAKE[name](fused=True)
+
+
+def test_a_per_tensor_group_in_a_fused_optimizer_is_refused_and_registers_nothing():
+    w = brainstate.ParamState(jnp.ones((2, 3)))
+    opt = bo.Adam(lr=0.1, fused=True)
+    with pytest.raises(ValueError, match='element-wise'):
+        opt.add_param_group({'w': w}, optimizer=bo.Lamb)
+    assert len(opt.param_states) == 0 and opt.num_groups == 1
 
 
 @pytest.mark.parametrize('source_fused, target_fused', [(True, False), (False, True), (None, True)])
 def test_checkpoints_move_between_layouts(source_fused, target_fused):
-    params, source = _run(ZOO['Adam'], source_fused, steps=3)
+    params, source = _run(MAKE['Adam'], source_fused, steps=3)
     saved = source.state_dict()
     target_params = _params()
     for name in SHAPES:
         target_params[name].value = params[name].value
-    target = ZOO['Adam'](fused=target_fused).register_trainable_weights(target_params)
+    target = MAKE['Adam'](fused=target_fused).register_trainable_weights(target_params)
     target.load_state_dict(saved)
     for step in range(3, 6):
         source.update(_grads(step))
@@ -192,13 +222,13 @@ def test_checkpoint_restoring_step_offsets_rebuckets():
         return params, opt
 
     (params, opt) = build(True)
-    assert len(opt._layout.buckets) == 2
+    assert len(_layout(opt).buckets) == 2
     saved = opt.state_dict()
     fresh = bo.Adam(lr=0.05, fused=True).register_trainable_weights(
         {'w1': brainstate.ParamState(params['w1'].value), 'b1': brainstate.ParamState(params['b1'].value)})
-    assert len(fresh._layout.buckets) == 1                             # same offsets: one bucket
+    assert len(_layout(fresh).buckets) == 1                            # same offsets: one bucket
     fresh.load_state_dict(saved)
-    assert [b.step_offset for b in fresh._layout.buckets] == [0, 1]
+    assert [b.step_offset for b in _layout(fresh).buckets] == [0, 1]
     np.testing.assert_array_equal(fresh.buffers()['exp_avg']['w1'], opt.buffers()['exp_avg']['w1'])
 
 
@@ -225,7 +255,8 @@ def test_fused_moments_are_two_leaves_whatever_the_parameter_count():
     params = {f'p{i}': brainstate.ParamState(jnp.ones((i + 1,))) for i in range(40)}
     fused = bo.Adam(lr=0.1).register_trainable_weights(params)
     plain = bo.Adam(lr=0.1, fused=False).register_trainable_weights(params)
-    leaves = lambda opt: sum(len(jax.tree.leaves(state.value)) for state in opt._buffers.values())
+    leaves = lambda opt: sum(len(jax.tree.leaves(state.value))
+                             for storage in opt._storage.values() for state in storage.states.values())
     assert leaves(fused) == 2
     assert leaves(plain) == 80
 
@@ -233,10 +264,10 @@ def test_fused_moments_are_two_leaves_whatever_the_parameter_count():
 def test_static_slices_used_off_cpu_give_the_same_numbers(monkeypatch):
     # GPU/TPU backends cut the flat update with static slices (no lax.cond: its predicate would
     # be copied to the host every step); the numbers must not change.
-    opaque = _run(ZOO['Adam'], True)
+    opaque = _run(MAKE['Adam'], True)
     import braintools_optim._layout as layout_module
     monkeypatch.setattr(layout_module.jax, 'default_backend', lambda: 'gpu')
-    static = _run(ZOO['Adam'], True)
+    static = _run(MAKE['Adam'], True)
     for name in SHAPES:
         np.testing.assert_array_equal(np.asarray(static[0][name].value), np.asarray(opaque[0][name].value))
 
@@ -263,15 +294,16 @@ def params():
     }
 
 def grads(step, ps):
-    return {(k,): jax.device_put(jnp.full(v.value.shape, 0.1 * (step + 1), jnp.float32), v.value.sharding)
+    return {k: jax.device_put(jnp.full(v.value.shape, 0.1 * (step + 1), jnp.float32), v.value.sharding)
             if hasattr(v.value, 'sharding') else jnp.full(v.value.shape, 0.1 * (step + 1), jnp.float32)
             for k, v in ps.items()}
 
 fused_p, plain_p = params(), params()
 fused = bo.Adam(lr=0.1, fused=True).register_trainable_weights(fused_p)
 plain = bo.Adam(lr=0.1, fused=False).register_trainable_weights(plain_p)
-keys = list(fused.param_states)
-buckets = sorted(tuple(sorted(keys[i][0] for i in b.members)) for b in fused._layout.buckets)
+storage = fused._storage[0]
+keys = [fused._registry.params[i].key for i in storage.members]
+buckets = sorted(tuple(sorted(keys[i] for i in b.members)) for b in storage.layout.buckets)
 assert buckets == [('a', 'b', 'c'), ('split',), ('split2',)], buckets
 for step in range(3):
     fused.update(grads(step, fused_p))

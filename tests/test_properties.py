@@ -7,7 +7,7 @@ from hypothesis import given, settings, strategies as st
 from hypothesis.extra import numpy as hnp
 
 import braintools_optim as bo
-from optimizer_zoo import ZOO
+from optim_db import ELEMENTWISE as ELEMENTWISE_INFOS
 
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=3, min_side=1, max_side=4)
 # XLA:CPU flushes subnormals to zero, so they are left out of the inputs.
@@ -20,16 +20,15 @@ def arrays(shape):
 
 
 # Element-wise optimizers keep buffers shaped like the parameter; the per-tensor ones (Novograd,
-# Fromage, SM3) and those with scalar bookkeeping (Nadam's mu product, Rprop's previous lr) do not.
-ELEMENTWISE = sorted(set(ZOO) - {'Nadam', 'NAdamW', 'Rprop', 'Novograd', 'Fromage', 'SM3', 'Adafactor', 'Muon',
-                                 'ScheduleFreeSGD', 'ScheduleFreeAdamW', 'Prodigy', 'LBFGS', 'Lamb', 'Lars'})
+# Fromage, SM3, ...) and those with scalar bookkeeping (Nadam's mu product, Rprop's previous lr) do not.
+ELEMENTWISE = {info.name: info.make for info in ELEMENTWISE_INFOS}
 
 
 @COMMON
-@given(name=st.sampled_from(ELEMENTWISE), shape=SHAPES, data=st.data())
+@given(name=st.sampled_from(sorted(ELEMENTWISE)), shape=SHAPES, data=st.data())
 def test_buffers_always_have_the_parameter_shape_and_dtype(name, shape, data):
     w = brainstate.ParamState(jnp.asarray(data.draw(arrays(shape))))
-    opt = ZOO[name]().register_trainable_weights([w])
+    opt = ELEMENTWISE[name]().register_trainable_weights([w])
     opt.update({0: jnp.asarray(data.draw(arrays(shape)))})
     assert w.value.shape == shape
     for buffers in opt.buffers().values():

@@ -39,6 +39,11 @@ Which reference matches which configuration (test id ``<configuration>-<dtype>``
   -- is ``SGD(lr, momentum, nesterov, weight_decay=wdecay, rescale_grad=1/batch,
   grad_clip_norm=c, param_clip_value=...)`` (``neon_sgd_*_clipnorm_paramclip``;
   Keras-style velocity and torch-style buffer agree at constant lr).
+* torch's ``Rprop`` update with every adapted step size rescaled by
+  ``lr_t / lr_{t-1}`` when a scheduler changes the learning rate (torch's Rprop
+  ignores schedules; ours follows them) is ``Rprop(lr=StepLR(...))``
+  (``test_rprop_follows_a_scheduler``, float64, on the problem of the
+  ``rprop_plain`` torch golden configuration).
 
 A note on neon's ``gradient_clip_norm`` (not a bug of ours, a convention we do
 not reproduce): neon's ``RMSProp``, ``Adam`` and ``Adagrad`` multiply only the
@@ -64,7 +69,7 @@ import numpy as np
 import pytest
 
 import braintools_optim as bo
-from reference_problem import NAMES, make_problem, run_loop, run_ours
+from reference_problem import NAMES, STEPS, load_golden, make_problem, run_loop, run_ours
 
 TOLERANCES = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
 DTYPES = pytest.mark.parametrize('dtype', [np.float32, np.float64], ids=['float32', 'float64'])
@@ -172,39 +177,39 @@ def neon_gdm_step(learning_rate, momentum_coef, wdecay=0.0, batch=1, gradient_cl
     return step
 
 
-# name -> (our optimizer factory, reference step factory)
+# name -> (registry name, our optimizer factory, reference step factory)
 CONFIGS = {
-    'neon_rmsprop_defaults': (
+    'neon_rmsprop_defaults': ('RMSprop',
         lambda: bo.RMSprop(lr=0.002, alpha=0.95, eps=1e-6, eps_placement='both'),
         lambda: _numpy_step(neon_rmsprop())),
-    'neon_rmsprop_batch_clipvalue_paramclip': (
+    'neon_rmsprop_batch_clipvalue_paramclip': ('RMSprop',
         lambda: bo.RMSprop(lr=0.01, alpha=0.95, eps=1e-6, eps_placement='both', rescale_grad=1 / 10,
                            grad_clip_value=0.05, param_clip_value=0.5),
         lambda: _numpy_step(neon_rmsprop(lr=0.01, batch=10, gradient_clip_value=0.05, param_clip_value=0.5))),
-    'neon_adam_defaults_epshat': (
+    'neon_adam_defaults_epshat': ('Adam',
         lambda: bo.Adam(lr=0.001, betas=(0.9, 0.999), eps=1e-8, eps_hat=True),
         lambda: _numpy_step(neon_adam())),
-    'neon_adam_bigeps_batch_clipvalue_paramclip_epshat': (
+    'neon_adam_bigeps_batch_clipvalue_paramclip_epshat': ('Adam',
         lambda: bo.Adam(lr=0.05, betas=(0.8, 0.99), eps=1e-3, eps_hat=True, rescale_grad=1 / 4,
                         grad_clip_value=0.2, param_clip_value=0.6),
         lambda: _numpy_step(neon_adam(lr=0.05, beta_1=0.8, beta_2=0.99, eps=1e-3, batch=4,
                                       gradient_clip_value=0.2, param_clip_value=0.6))),
-    'neon_adadelta_batch': (
+    'neon_adadelta_batch': ('Adadelta',
         lambda: bo.Adadelta(lr=1.0, rho=0.95, eps=1e-6, rescale_grad=1 / 16),
         lambda: _numpy_step(neon_adadelta(batch=16))),
-    'neon_adadelta_batch_paramclip': (
+    'neon_adadelta_batch_paramclip': ('Adadelta',
         lambda: bo.Adadelta(lr=1.0, rho=0.95, eps=1e-6, rescale_grad=1 / 10, param_clip_value=0.8),
         lambda: _numpy_step(neon_adadelta(batch=10, param_clip_value=0.8))),
-    'mxnet2_adadelta_wd_rescale_clipgradient': (
+    'mxnet2_adadelta_wd_rescale_clipgradient': ('Adadelta',
         lambda: bo.Adadelta(lr=0.5, rho=0.9, eps=1e-5, weight_decay=0.01, rescale_grad=0.5,
                             grad_clip_value=0.4),
         lambda: _numpy_step(mxnet_adadelta(learning_rate=0.5, rho=0.9, epsilon=1e-5, wd=0.01,
                                            rescale_grad=0.5, clip_gradient=0.4))),
-    'neon_sgd_momentum_clipnorm_paramclip': (
+    'neon_sgd_momentum_clipnorm_paramclip': ('SGD',
         lambda: bo.SGD(lr=0.05, momentum=0.9, weight_decay=0.01, rescale_grad=1 / 4, grad_clip_norm=0.6,
                        param_clip_value=0.5),
         lambda: neon_gdm_step(0.05, 0.9, wdecay=0.01, batch=4, gradient_clip_norm=0.6, param_clip_value=0.5)),
-    'neon_sgd_nesterov_clipnorm_paramclip': (
+    'neon_sgd_nesterov_clipnorm_paramclip': ('SGD',
         lambda: bo.SGD(lr=0.1, momentum=0.8, nesterov=True, rescale_grad=1 / 8, grad_clip_norm=0.4,
                        param_clip_value=0.7),
         lambda: neon_gdm_step(0.1, 0.8, batch=8, gradient_clip_norm=0.4, param_clip_value=0.7,
@@ -212,10 +217,17 @@ CONFIGS = {
 }
 
 
+#: registry name -> the configurations comparing it with a published formula (read by test_catalog.py)
+REFERENCED = {}
+for _name, (_optimizer, _, _) in CONFIGS.items():
+    REFERENCED.setdefault(_optimizer, []).append(_name)
+REFERENCED['Rprop'] = ['rprop_follows_a_scheduler']
+
+
 @DTYPES
 @pytest.mark.parametrize('name', list(CONFIGS))
 def test_matches_published_formula(name, dtype):
-    make_ours, make_reference = CONFIGS[name]
+    _, make_ours, make_reference = CONFIGS[name]
     init, c, noise = make_problem(seed=2000 + sorted(CONFIGS).index(name))
     ours = run_ours(make_ours, init, c, noise, dtype)
     reference = run_loop(make_reference(), init, c, noise, dtype)
@@ -232,3 +244,46 @@ def test_eps_hat_is_not_the_default_form():
     without = run_ours(lambda: bo.Adam(lr=0.05, eps=1e-3), init, c, noise, np.float64)
     np.testing.assert_allclose(with_hat, reference, **TOLERANCES[np.float64])
     assert np.max(np.abs(without - reference)) > 1e-4
+
+
+# --------------------------------------------------------------------------- Rprop under a schedule
+def _rprop_reference(init, c, noise, lrs, etas, bounds):
+    """torch's Rprop formula (float64 numpy) with every step size rescaled by lr_t / lr_{t-1}."""
+    theta = init.copy()
+    prev = np.zeros_like(theta)
+    step = np.full_like(theta, lrs[0])
+    out = [theta.copy()]
+    for k in range(noise.shape[0]):
+        if k > 0:
+            step = step * (lrs[k] / lrs[k - 1])
+        g = c * theta + noise[k]
+        sign = np.sign(g * prev)
+        factor = np.where(sign > 0, etas[1], np.where(sign < 0, etas[0], 1.0))
+        step = np.clip(step * factor, *bounds)
+        g = np.where(sign < 0, 0.0, g)
+        theta = theta - np.sign(g) * step
+        prev = g
+        out.append(theta.copy())
+    return np.stack(out)
+
+
+def test_rprop_follows_a_scheduler():
+    """A schedule multiplies the adapted step sizes by lr_t / lr_{t-1} (torch's Rprop would ignore it).
+
+    The problem is the one of the ``rprop_plain`` torch golden configuration,
+    whose (constant-lr) trajectory must then differ.
+    """
+    meta, arrays = load_golden('rprop')
+    name = 'rprop_plain'
+    init, c, noise = arrays[f'{name}.init'], arrays[f'{name}.c'], arrays[f'{name}.noise']
+    base, gamma, every = 0.05, 0.5, 5
+    lrs = [base * gamma ** (k // every) for k in range(STEPS)]
+    expected = _rprop_reference(init, c, noise, lrs, (0.5, 1.2), (1e-6, 50.0))
+
+    def make():
+        return bo.Rprop(lr=bo.StepLR(base_lr=base, step_size=every, gamma=gamma))
+
+    ours = run_ours(make, init, c, noise, np.float64, after_update=lambda opt: opt.lr.step())
+    np.testing.assert_allclose(ours, expected, **TOLERANCES[np.float64])
+    # ... and the schedule matters: the torch (constant-lr) trajectory is different.
+    assert np.max(np.abs(ours - arrays[f'{name}.traj64'])) > 0.1
