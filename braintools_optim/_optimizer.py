@@ -181,6 +181,10 @@ class Optimizer(brainstate.graph.Node):
         options = {name: arguments.pop(name, default) for name, default in ENGINE_OPTIONS.items()}
         settings = self._checked_settings(arguments)
         self._options = self._checked_options(options)
+        if self._options['fused'] and not (cls._compute_updates is Optimizer._compute_updates
+                                           and cls.build_rule(settings.replace(weight_decay=0.0)).elementwise):
+            raise ValueError(f"{cls.__name__} is not element-wise (it needs each parameter whole), so it cannot "
+                             f"run on fused flat buffers; leave fused=None or False")
         scale = self._options['decoupled_decay_scale']
         if scale is not None and cls.weight_decay_mode != 'decoupled':
             raise ValueError(f"decoupled_decay_scale only applies to decoupled weight decay; {cls.__name__}'s "
@@ -543,6 +547,9 @@ class Optimizer(brainstate.graph.Node):
         if infos:
             _groups.check_nonempty(self._groups, membership)
         mults = self._param_mults(infos, membership)
+        for group in self._groups:                    # refusals first: nothing is registered on an error
+            if not group.frozen and group.index in membership:
+                self._group_fuse(group)
         if new_states is not None:
             self._registry.commit(planned)
         now = self.steps_taken()
@@ -881,6 +888,20 @@ class Optimizer(brainstate.graph.Node):
     def step(self, *args, **kwargs) -> None:
         """The torch / braintools spelling of :meth:`update`."""
         return self.update(*args, **kwargs)
+
+    def check_update(self, grads: Any, **kwargs) -> None:
+        """Every check :meth:`update` makes before computing, without computing anything.
+
+        (A wrapper such as :class:`Lookahead` calls it before compiling its own step, so its
+        errors are the inner optimizer's.)
+        """
+        if not len(self._registry):
+            raise RuntimeError(f"{type(self).__name__}.update called before register_trainable_weights")
+        self._update_arguments(kwargs)
+        per_param = split_gradients(self._registry, grads, self._frozen)
+        self._registry.check_unchanged()
+        if not _contains_tracer(per_param):
+            check_gradients(self._registry.params, self._registry.values(), per_param, self._trainable)
 
     def _update_arguments(self, kwargs) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         """Split ``update``'s extra arguments into static (closed over) and dynamic (traced) ones."""

@@ -37,6 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple
 
+import optax
+
 import braintools_optim as bo
 
 #: reference kinds: tests/test_reference_torch.py, test_reference_optax.py, test_reference_formulas.py
@@ -189,6 +191,10 @@ _ENTRIES = [
               convergence=(Convergence(_plain(bo.LBFGS), lr=1.0, steps=60, line_search=True, variant='zoom'),
                            Convergence(_plain(bo.LBFGS, linesearch='backtracking', memory_size=5), lr=1.0,
                                        steps=100, line_search=True, variant='backtracking'))),
+    OptimInfo('OptaxOptimizer', bo.OptaxOptimizer,
+              lambda **kw: bo.OptaxOptimizer(optax.adamw(0.05, weight_decay=1e-2), weight_decay=1e-3, **kw),
+              references=('optax',),
+              convergence=(Convergence(lambda lr, **o: bo.OptaxOptimizer(optax.adam(lr), **o), lr=0.05),)),
     OptimInfo('Lookahead', bo.Lookahead,
               lambda **kw: bo.Lookahead(bo.Adam(lr=0.05, weight_decay=1e-3, **kw), sync_period=3, alpha=0.5),
               references=('optax',), decay=None, wrapper=True,

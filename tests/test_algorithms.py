@@ -24,8 +24,8 @@ from optim_db import OPTIMIZERS, names
 
 
 def test_fromage_rprop_adan_and_nadam_check_their_arguments():
-    with pytest.raises(ValueError, match='no momentum'):
-        bo.Fromage(lr=0.01, momentum=0.9)            # braintools accepted and ignored it
+    with pytest.warns(UserWarning, match='no momentum term'):
+        bo.Fromage(lr=0.01, momentum=0.9)            # accepted for braintools' code, loudly ignored
     assert bo.Fromage(lr=0.01, momentum=0.0).min_norm == 1e-6
     with pytest.raises(ValueError, match='etas'):
         bo.Rprop(etas=(1.2, 0.5))
@@ -58,7 +58,7 @@ def test_lookahead_lbfgs_schedule_free_and_muon_check_their_arguments():
     with pytest.raises(TypeError, match='inner optimizer'):
         bo.Lookahead(bo.SGD(lr=0.1), lr=0.1)
     with pytest.raises(ValueError, match='line search'):
-        bo.LBFGS(grad_clip_norm=1.0)
+        bo.LBFGS(linesearch='zoom', grad_clip_norm=1.0)
     with pytest.raises(ValueError, match='line search'):
         bo.LBFGS(linesearch=None, c1=1e-3)
     with pytest.raises(ValueError, match='zoom'):
@@ -168,7 +168,8 @@ def test_cycled_momentum_equals_that_momentum_fixed(info):
             opt.update(g)
         return params, opt
 
-    schedule = bo.CyclicLR(base_lr=0.1, max_lr=0.1, step_size_up=2, base_momentum=0.85, max_momentum=0.85)
+    schedule = bo.CyclicLR(base_lr=0.1, max_lr=0.1, step_size_up=2, base_momentum=0.85, max_momentum=0.85,
+                           cycle_momentum=True)
     cycled, cycled_opt = run(cls(lr=schedule, schedule_per_update=True))
     fixed, fixed_opt = run(cls(lr=0.1, **{name: fixed_value}))
     for k in shapes:
@@ -185,7 +186,7 @@ def test_cycled_momentum_equals_that_momentum_fixed(info):
 @pytest.mark.parametrize('info', [info for info in OPTIMIZERS if not info.cycles_momentum],
                          ids=names([info for info in OPTIMIZERS if not info.cycles_momentum]))
 def test_cycling_the_momentum_of_an_optimizer_without_one_is_refused_at_construction(info):
-    schedule = bo.CyclicLR(base_lr=0.1, max_lr=0.2, step_size_up=2)       # cycle_momentum=True
+    schedule = bo.CyclicLR(base_lr=0.1, max_lr=0.2, step_size_up=2, cycle_momentum=True)
     with pytest.raises(ValueError, match='cycle'):
         info.cls(lr=schedule)
     info.cls(lr=bo.CyclicLR(base_lr=0.1, max_lr=0.2, step_size_up=2, cycle_momentum=False))
@@ -197,7 +198,7 @@ def test_novograd_groups_and_cycled_momentum():
     a = brainstate.ParamState(jnp.array([1.0, 2.0]))
     b = brainstate.ParamState(jnp.array([1.0, 2.0]))
     sched = bo.CyclicLR(base_lr=[0.1, 0.1], max_lr=[0.1, 0.1], step_size_up=2, base_momentum=0.5,
-                        max_momentum=0.5)
+                        max_momentum=0.5, cycle_momentum=True)
     opt = bo.Novograd(lr=sched, weight_decay=0.0).register_trainable_weights({'a': a})
     opt.add_param_group({'b': b}, weight_decay=0.5)
     g = jnp.array([3.0, 4.0])
@@ -284,7 +285,7 @@ def test_lookahead_checkpoint_and_skipped_steps():
 def test_lbfgs_calling_conventions():
     w = _param([2.0, -1.0])
     loss_fn = lambda: jnp.sum((w.value - 0.5) ** 2)
-    opt = bo.LBFGS().register_trainable_weights({'w': w})
+    opt = bo.LBFGS(linesearch='zoom').register_trainable_weights({'w': w})
     grads = {'w': 2.0 * (w.value - 0.5)}
     with pytest.raises(ValueError, match='value_fn'):
         opt.update(grads)
@@ -296,9 +297,15 @@ def test_lbfgs_calling_conventions():
         value, grads = loss_fn(), {'w': 2.0 * (w.value - 0.5)}
         opt.update(grads, value=value, value_fn=loss_fn)
     np.testing.assert_allclose(np.asarray(w.value), 0.5, atol=1e-6)
+    # without a line search there is nothing to evaluate: value/value_fn are accepted and unused
     plain = bo.LBFGS(linesearch=None, lr=0.25).register_trainable_weights({'w': _param([1.0])})
-    with pytest.raises(ValueError, match='linesearch=None'):
-        plain.update({'w': jnp.ones(1)}, value_fn=loss_fn)
+    plain.update({'w': jnp.ones(1)}, value_fn=loss_fn)
+    np.testing.assert_allclose(np.asarray(plain.param_states['w'].value), 1.0 - 0.25, rtol=1e-6)
+    # braintools' and optax's value_fn(params) works as well as a closure
+    v = _param([2.0, -1.0])
+    by_params = bo.LBFGS(linesearch='zoom').register_trainable_weights({'v': v})
+    by_params.update({'v': 2.0 * (v.value - 0.5)}, value_fn=lambda params: jnp.sum((params['v'] - 0.5) ** 2))
+    np.testing.assert_allclose(np.asarray(v.value), [2.0 - 0.5 ** 0.5, -1.0 + 0.5 ** 0.5], rtol=1e-6)
 
 
 def test_lbfgs_refuses_parameters_added_after_it_started():

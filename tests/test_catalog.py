@@ -128,7 +128,7 @@ def _documented():
     """The exported names in the first column of docs/optimizers.md's catalog table."""
     with open(DOCS, encoding='utf-8') as f:
         lines = f.read().splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith('| class |'))
+    start = next(i for i, line in enumerate(lines) if line.startswith('| optimizer |'))
     names_found = []
     for line in lines[start + 2:]:
         if not line.startswith('|'):

@@ -96,12 +96,12 @@ def test_state_dict_is_keyed_by_path_and_holds_no_parameter_values():
     train(model, opt, sched, 2)
     state = opt.state_dict()
     # the module's keys as brainstate gives them, ('w',) and ('tau',), stored as their repr
-    assert set(state['buffers']['exp_avg']) == {"('w',)", "('tau',)"}
+    assert set(state['opt_state']['exp_avg']) == {"('w',)", "('tau',)"}
     assert state['params']["('tau',)"] == {'shape': [2], 'dtype': 'float32', 'unit': 'ms', 'group': 0}
     assert int(state['step_count']) == 2
     assert [s['class'] for s in state['learning_rates']['schedulers']] == ['StepLR']
     assert int(state['learning_rates']['schedulers'][0]['state']['last_epoch']) == 2
-    flat = [leaf for buffers in state['buffers'].values() for leaf in buffers.values()]
+    flat = [leaf for buffers in state['opt_state'].values() for leaf in buffers.values()]
     assert not any(np.array_equal(leaf, np.asarray(model.w.value)) for leaf in flat)
 
 
@@ -111,8 +111,8 @@ def snapshot(opt):
 
 
 @pytest.mark.parametrize('mutate, message', [
-    (lambda s: s['buffers']['exp_avg'].update({"('w',)": np.zeros((3, 2), np.float32)}), "exp_avg.*'w'"),
-    (lambda s: s['buffers']['exp_avg'].update({"('w',)": np.zeros((2, 3), np.float64)}), "exp_avg.*'w'"),
+    (lambda s: s['opt_state']['exp_avg'].update({"('w',)": np.zeros((3, 2), np.float32)}), "exp_avg.*'w'"),
+    (lambda s: s['opt_state']['exp_avg'].update({"('w',)": np.zeros((2, 3), np.float64)}), "exp_avg.*'w'"),
     (lambda s: s['params'].pop("('tau',)"), 'missing'),
     (lambda s: s['params'].update(extra={'shape': [1], 'dtype': 'float32', 'unit': '', 'group': 0}),
      'unexpected'),

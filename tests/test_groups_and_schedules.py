@@ -35,7 +35,7 @@ def test_param_groups_have_their_own_lr_and_weight_decay():
     opt.register_trainable_weights({'a': a})
     opt.add_param_group({'b': b}, lr=0.01, weight_decay=1.0)
     assert opt.num_groups == 2
-    np.testing.assert_allclose(opt.current_lr, [0.1, 0.01])
+    np.testing.assert_allclose(opt.get_last_lr(), [0.1, 0.01])
     opt.update({'a': jnp.ones(2), 'b': jnp.ones(2)})
     np.testing.assert_allclose(a.value, 0.9, rtol=1e-6)
     np.testing.assert_allclose(b.value, 1.0 - 0.01 * (1.0 + 1.0), rtol=1e-6)

@@ -299,6 +299,19 @@ CASES = [
           lambda: _chain(optax.adadelta(learning_rate=1.0, rho=0.95, eps=1e-6), rescale_grad=1 / 8,
                          grad_clip_norm=0.3), 1000, param_clip_value=0.5),
 
+    # ------------------------------------------------------------------ any transformation on our engine
+    Case('optax_optimizer_chain', 'OptaxOptimizer',
+         lambda: bo.OptaxOptimizer(optax.chain(optax.clip_by_global_norm(0.5), optax.adamw(0.05, b1=0.75,
+                                                                                        b2=0.9375,
+                                                                                        weight_decay=0.01))),
+         lambda: optax.chain(optax.clip_by_global_norm(0.5), optax.adamw(0.05, b1=0.75, b2=0.9375,
+                                                                          weight_decay=0.01)),
+         2401, {F32: TIGHT32, F64: TIGHT64}),
+    Case('optax_optimizer_default_adam', 'OptaxOptimizer',
+         lambda: bo.OptaxOptimizer(lr=0.05, weight_decay=0.02, grad_clip_value=0.8),
+         lambda: optax.chain(optax.clip(0.8), coupled(0.02, optax.scale_by_adam(), optax.scale(-0.05))),
+         2402, {F32: ADAM32, F64: TIGHT64}),
+
     # ------------------------------------------------------------------ element-wise catalog
     Case('radam_wd', 'RAdam', lambda: bo.RAdam(lr=0.05, betas=(0.8, 0.99), eps=1e-14, weight_decay=0.02),
          lambda: coupled(0.02, optax.scale_by_radam(0.8, 0.99, 1e-14), optax.scale_by_learning_rate(0.05)),
@@ -625,7 +638,7 @@ def test_lbfgs_zoom_with_weight_decay_matches_optax_on_quadratic():
     """
     with precision(np.float64):
         penalised = lambda x: quadratic(x) + 0.05 * jnp.sum(x * x)
-        ours, stepsizes, evals = _run_ours_lbfgs(quadratic, QUAD_X0, 25, weight_decay=0.1)
+        ours, stepsizes, evals = _run_ours_lbfgs(quadratic, QUAD_X0, 25, linesearch='zoom', weight_decay=0.1)
         theirs = _run_optax_lbfgs(penalised, QUAD_X0, 25)
         solution = np.linalg.solve(QUAD_H + 0.1 * np.eye(LBFGS_SIZE), QUAD_B)
     assert np.any(evals > 1) and np.any(stepsizes != 1.0), 'the zoom phase should be exercised'
@@ -647,7 +660,7 @@ def test_lbfgs_zoom_matches_optax_on_rosenbrock(dtype):
     """
     with precision(dtype):
         x0 = ROSEN_X0.astype(dtype)
-        ours, stepsizes, evals = _run_ours_lbfgs(rosenbrock, x0, 120)
+        ours, stepsizes, evals = _run_ours_lbfgs(rosenbrock, x0, 120, linesearch='zoom')
         theirs = _run_optax_lbfgs(rosenbrock, x0, 120)
     unit = int(np.argmax(stepsizes != 1.0))
     assert unit >= 5 and np.any(evals > 1), 'the zoom phase should be exercised'

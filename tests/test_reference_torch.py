@@ -111,6 +111,7 @@ import numpy as np
 import pytest
 
 import braintools_optim as bo
+from braintools_optim.schedulers import torch_options
 from optim_db import canonical
 from reference_problem import GOLDEN_DIR, STEPS, load_golden, run_ours
 
@@ -179,7 +180,8 @@ def test_trajectory_matches_torch(family, config, cls_name, kwargs, dtype):
         if scheduler is None:
             return cls(**kwargs)
         sched_name, sched_kwargs = scheduler
-        return cls(**dict(kwargs, lr=getattr(bo, sched_name)(**sched_kwargs)))
+        # torch's scheduler conventions (momentum cycling on, torch's curves): the golden runs are torch's
+        return cls(**dict(kwargs, lr=getattr(bo, sched_name)(**sched_kwargs, **torch_options(sched_name))))
 
     after_update = None if scheduler is None else (lambda opt: opt.lr.step())
     ours = run_ours(make, init, c, noise, dtype, after_update=after_update)
@@ -245,7 +247,7 @@ for _name, _spec in CYCLED_META.items():
 def test_cycled_momentum_matches_torch(name):
     spec = CYCLED_META[name]
     with jax.enable_x64(True):
-        scheduler = getattr(bo, spec['scheduler'])(**spec['scheduler_kwargs'])
+        scheduler = getattr(bo, spec['scheduler'])(**spec['scheduler_kwargs'], **torch_options(spec['scheduler']))
         theta = brainstate.ParamState(jnp.asarray(CYCLED['init'], jnp.float64))
         opt = CYCLED_OPTIMIZERS[spec['optimizer']](scheduler, spec['optimizer_kwargs'])
         opt.register_trainable_weights({'theta': theta})

@@ -230,6 +230,7 @@ class Lookahead(brainstate.graph.Node):
             self._traced_by_caller = True
             self._step(grads, **kwargs)
             return
+        self.check_update(grads, **kwargs)         # the inner optimizer's checks, before compiling
         static = {k: v for k, v in kwargs.items() if callable(v)}
         dynamic = {k: v for k, v in kwargs.items() if not callable(v)}
         key = tuple(sorted((k, id(v)) for k, v in static.items())) + (tuple(sorted(dynamic)),)
@@ -241,6 +242,10 @@ class Lookahead(brainstate.graph.Node):
     def step(self, *args, **kwargs) -> None:
         """The torch / braintools spelling of :meth:`update`."""
         return self.update(*args, **kwargs)
+
+    def check_update(self, grads, **kwargs) -> None:
+        """The inner optimizer's :meth:`Optimizer.check_update`."""
+        self.inner_optimizer.check_update(grads, **kwargs)
 
     def _step(self, grads, **kwargs) -> None:
         inner = self.inner_optimizer
