@@ -17,13 +17,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS = ROOT / 'docs'
 PYTHON_LANGUAGES = {'python', 'py', 'python3'}
 
-# Pages whose code other work owns and has not made runnable yet: (page, reason). Each is an
-# expected failure, so it is reported, and its entry is removed when the page is fixed.
-# TODO(ckpt branch): docs/robust_training.md is edited there (its model-checkpoint recipe); its
-# weight-averaging block also uses `opt`, `model` and `evaluate` without defining them.
-NOT_YET_RUNNABLE = {
-    'docs/robust_training.md': 'its snippets use names they do not define (fixed on another branch)',
-}
+# Pages whose code is known not to run yet: (page, reason). Each would be an expected failure,
+# reported as such, and its entry removed when the page is fixed. Empty: every page runs.
+NOT_YET_RUNNABLE = {}
 
 
 def pages():
