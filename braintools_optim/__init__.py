@@ -21,7 +21,8 @@ OptimState = OptimizerState      # braintools' name
 from .averaging import EMA, SWA
 from .unique_states import UniqueStateManager
 from .optimizers import (LBFGS, Adafactor, Lamb, Lars, Lookahead, Muon, Prodigy, ScheduleFreeAdamW,
-                         ScheduleFreeSGD, SGD, SM3, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, AdamW, Fromage, Lion,
+                         ScheduleFreeSGD, SGD, SM3, AdaBelief, Adadelta, Adagrad, Adam, Adamax, Adan, AdamW,
+                         Fromage, Lion,
                          Momentum, MomentumNesterov, NAdam, NAdamW, Nadam, Novograd, OptaxOptimizer, RAdam, RMSProp,
                          RMSprop,
                          Rprop, Yogi)
@@ -36,9 +37,10 @@ __all__ = [
     'Adadelta', 'Adam', 'AdamW', 'EMA', 'GradientMismatchError', 'SWA', 'checkpoint', 'LRScheduler', 'Momentum',
     'CheckpointMismatchError', 'GroupSelectionError', 'ParameterChangedError', 'Hyper', 'ParamDict', 'select',
     'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD',
-    'gradient_processing', 'rules', 'schedulers',
+    'gradient_processing', 'rules', 'schedulers', 'unique_states',
     'AdaBelief', 'Adagrad', 'Adamax', 'Adan', 'Fromage', 'Lion', 'NAdam', 'NAdamW', 'Nadam', 'Novograd',
-    'RAdam', 'Rprop', 'SM3', 'Yogi', 'OptaxOptimizer', 'OptimState', 'UniqueStateManager', 'BraintoolsOptimDeprecationWarning',
+    'RAdam', 'Rprop', 'SM3', 'Yogi', 'OptaxOptimizer', 'OptimState', 'UniqueStateManager',
+    'BraintoolsOptimDeprecationWarning',
     'Adafactor', 'LBFGS', 'Lamb', 'Lars', 'Lookahead', 'Muon', 'Prodigy', 'ScheduleFreeAdamW',
     'ScheduleFreeSGD',
     # schedulers

@@ -27,14 +27,12 @@ then writes; a checkpoint of format 1 (the first release: keys joined by
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _checks as checks
 from . import _keys, _units
 from ._errors import CheckpointMismatchError
 

@@ -18,7 +18,7 @@ kept for comparison), and it must stay valid.
 
 from __future__ import annotations
 
-from typing import Any, Callable, List
+from typing import Any, Callable
 
 import brainstate
 import jax

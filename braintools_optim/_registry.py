@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _keys, _units
-from ._errors import GradientMismatchError, ParameterChangedError
+from ._errors import ParameterChangedError
 
 
 class ParamDict(Mapping):
@@ -298,7 +298,7 @@ class ParamRegistry:
         planned, taken = [], dict(self._states)
         seen_ids = set()
         for key, state in entries:
-            params = check_trainable(key, state)
+            check_trainable(key, state)
             if any(existing is state for existing in self._states.values()) or id(state) in seen_ids:
                 continue
             seen_ids.add(id(state))

@@ -51,7 +51,8 @@ class AdaBelief(Optimizer):
         'eps_root': Hyper(checks.non_negative),
     }
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-16, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None, *,
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-16, weight_decay: float = 0.0,
+                 grad_clip_norm=None, grad_clip_value=None, *,
                  eps_root: float = 1e-16, **options):
         super().__init__(**captured(locals()))
 

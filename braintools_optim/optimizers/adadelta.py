@@ -60,7 +60,8 @@ class Adadelta(Optimizer):
         'eps': Hyper(checks.positive),
     }
 
-    def __init__(self, lr=1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
+    def __init__(self, lr=1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0, grad_clip_norm=None,
+                 grad_clip_value=None,
                  **options):
         super().__init__(**captured(locals()))
 

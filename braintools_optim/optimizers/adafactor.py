@@ -108,7 +108,6 @@ class Adafactor(Optimizer):
 
     weight_decay_mode = 'decoupled'
 
-
     hyperparameters = {
         'eps': Hyper(_check_eps),
         'clip_threshold': Hyper(checks.optional(checks.positive)),
@@ -121,7 +120,8 @@ class Adafactor(Optimizer):
     }
 
     def __init__(self, lr=None, eps=_DEFAULT_EPS, clip_threshold=1.0, decay_rate: float = 0.8, beta1=None,
-                 weight_decay: float = 0.0, factored: bool = True, grad_clip_norm=None, grad_clip_value=None, *, scale_parameter: bool = True,
+                 weight_decay: float = 0.0, factored: bool = True, grad_clip_norm=None, grad_clip_value=None, *,
+                 scale_parameter: bool = True,
                  relative_step: bool = True, warmup_init: bool = False, **options):
         lr = 1e-2 if lr is None else lr
         super().__init__(**captured(locals()))

@@ -53,7 +53,8 @@ class Adagrad(Optimizer):
     }
 
     def __init__(self, lr=1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, grad_clip_norm=None, grad_clip_value=None, **options):
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, grad_clip_norm=None,
+                 grad_clip_value=None, **options):
         super().__init__(**captured(locals()))
 
     @staticmethod

@@ -49,7 +49,8 @@ class Adamax(Optimizer):
         'eps': Hyper(checks.positive),
     }
 
-    def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
+    def __init__(self, lr=2e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0, grad_clip_norm=None,
+                 grad_clip_value=None,
                  **options):
         super().__init__(**captured(locals()))
 

@@ -49,7 +49,6 @@ class Adan(Optimizer):
 
     weight_decay_mode = 'decoupled'
 
-
     hyperparameters = {
         'betas': Hyper(checks.betas(3), cycled=0),       # a cycling scheduler drives betas[0]
         'eps': Hyper(checks.positive),

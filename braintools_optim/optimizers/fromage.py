@@ -57,7 +57,8 @@ class Fromage(Optimizer):
         'min_norm': Hyper(checks.positive),
     }
 
-    def __init__(self, lr=1.0, momentum: float = 0.0, grad_clip_norm=None, grad_clip_value=None, *, min_norm: float = 1e-6, **options):
+    def __init__(self, lr=1.0, momentum: float = 0.0, grad_clip_norm=None, grad_clip_value=None, *,
+                 min_norm: float = 1e-6, **options):
         if checks.non_negative('momentum', momentum) != 0.0:
             warnings.warn(f"Fromage has no momentum term: momentum={momentum!r} does nothing (accepted for "
                           f"code written for braintools, which ignores it too)", UserWarning, stacklevel=2)

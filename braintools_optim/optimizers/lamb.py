@@ -52,13 +52,13 @@ class Lamb(Optimizer):
     #: decoupled, but applied by the rule (inside the trust ratio), not by the engine.
     weight_decay_mode = 'in_rule'
 
-
     hyperparameters = {
         'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
         'eps': Hyper(checks.positive),
     }
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-6, weight_decay: float = 0.0, grad_clip_norm=None,
+                 grad_clip_value=None,
                  **options):
         super().__init__(**captured(locals()))
 

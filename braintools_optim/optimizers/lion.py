@@ -47,12 +47,12 @@ class Lion(Optimizer):
 
     weight_decay_mode = 'decoupled'
 
-
     hyperparameters = {
         'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
     }
 
-    def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None, **options):
+    def __init__(self, lr=1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0, grad_clip_norm=None,
+                 grad_clip_value=None, **options):
         super().__init__(**captured(locals()))
 
     @staticmethod

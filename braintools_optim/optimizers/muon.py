@@ -103,7 +103,6 @@ class Muon(Optimizer):
 
     weight_decay_mode = 'decoupled'
 
-
     hyperparameters = {
         'momentum': Hyper(checks.unit_interval, cycled=True),
         'nesterov': Hyper(checks.boolean),
@@ -117,7 +116,8 @@ class Muon(Optimizer):
     }
 
     def __init__(self, lr=1e-3, weight_decay: float = 0.1, momentum: float = 0.95, nesterov: bool = True,
-                 ns_coefficients=NS_COEFFICIENTS, eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn=None, grad_clip_norm=None, grad_clip_value=None,
+                 ns_coefficients=NS_COEFFICIENTS, eps: float = 1e-7, ns_steps: int = 5, adjust_lr_fn=None,
+                 grad_clip_norm=None, grad_clip_value=None,
                  *, bias_correction: bool = False, adam_betas=(0.9, 0.999), adam_eps: float = 1e-8, **options):
         super().__init__(**captured(locals()))
 

@@ -53,13 +53,13 @@ class Novograd(Optimizer):
     #: neither 'coupled' nor 'decoupled': the engine leaves the decay to the rule.
     weight_decay_mode = 'in_rule'
 
-
     hyperparameters = {
         'betas': Hyper(checks.betas(2), cycled=0),       # a cycling scheduler drives betas[0]
         'eps': Hyper(checks.positive),
     }
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0, grad_clip_norm=None,
+                 grad_clip_value=None,
                  **options):
         super().__init__(**captured(locals()))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import warnings
 
-import jax
 import jax.numpy as jnp
 
 from .._hyper import Hyper, captured

@@ -79,7 +79,6 @@ class Prodigy(Optimizer):
     #: decoupled (scaled by d * lr * b_t), applied by the algorithm, not by the engine.
     weight_decay_mode = 'in_rule'
 
-
     hyperparameters = {
         'betas': Hyper(checks.betas(2)),
         'beta3': Hyper(checks.optional(checks.unit_interval)),

@@ -66,7 +66,8 @@ class RMSprop(Optimizer):
     }
 
     def __init__(self, lr=1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
-                 momentum: float = 0.0, centered: bool = False, grad_clip_norm=None, grad_clip_value=None, *, eps_placement: str = 'outside',
+                 momentum: float = 0.0, centered: bool = False, grad_clip_norm=None, grad_clip_value=None, *,
+                 eps_placement: str = 'outside',
                  initial_accumulator_value: float = 0.0, **options):
         super().__init__(**captured(locals()))
 

@@ -101,7 +101,8 @@ class Rprop(Optimizer):
         'step_sizes': Hyper(_check_step_sizes),
     }
 
-    def __init__(self, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), grad_clip_norm=None, grad_clip_value=None, *, weight_decay: float = 0.0,
+    def __init__(self, lr=1e-2, etas=(0.5, 1.2), step_sizes=(1e-6, 50.0), grad_clip_norm=None, grad_clip_value=None,
+                 *, weight_decay: float = 0.0,
                  **options):
         super().__init__(**captured(locals()))
 

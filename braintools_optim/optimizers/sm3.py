@@ -55,7 +55,8 @@ class SM3(Optimizer):
         'eps': Hyper(checks.positive),
     }
 
-    def __init__(self, lr=1.0, momentum: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None,
+    def __init__(self, lr=1.0, momentum: float = 0.9, eps: float = 1e-8, weight_decay: float = 0.0,
+                 grad_clip_norm=None, grad_clip_value=None,
                  **options):
         super().__init__(**captured(locals()))
 

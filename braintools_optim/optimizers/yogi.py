@@ -54,7 +54,8 @@ class Yogi(Optimizer):
         'initial_accumulator_value': Hyper(checks.non_negative),
     }
 
-    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-3, weight_decay: float = 0.0, grad_clip_norm=None, grad_clip_value=None, *,
+    def __init__(self, lr=1e-3, betas=(0.9, 0.999), eps: float = 1e-3, weight_decay: float = 0.0, grad_clip_norm=None,
+                 grad_clip_value=None, *,
                  eps_root: float = 0.0, initial_accumulator_value: float = 1e-6, **options):
         super().__init__(**captured(locals()))
 
