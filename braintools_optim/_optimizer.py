@@ -316,7 +316,16 @@ class Optimizer(brainstate.graph.Node):
         if name == 'weight_decay' and '_groups' in self.__dict__:
             self.set_weight_decay(value)
             return
+        if name == '_compiled_step' and value is None:
+            # the compiled program is stale: a wrapper that compiled this optimizer's step (Lookahead)
+            # sees the version change and recompiles its own
+            self.__dict__['_program_version'] = self.__dict__.get('_program_version', 0) + 1
         super().__setattr__(name, value)
+
+    @property
+    def program_version(self) -> int:
+        """Bumped whenever the compiled step must be rebuilt (registration, groups, lr source, layout)."""
+        return self.__dict__.get('_program_version', 0)
 
     @property
     def weight_decay(self) -> float:
@@ -870,7 +879,8 @@ class Optimizer(brainstate.graph.Node):
         static, dynamic = self._update_arguments(kwargs)
         per_param = split_gradients(self._registry, grads, self._frozen)
         if _contains_tracer(per_param) or _contains_tracer(dynamic) or _contains_tracer(self.step_count.value):
-            self._traced_by_caller = True
+            if not self.__dict__.get('_owned_trace'):     # a wrapper's own compiled step is not the caller's
+                self._traced_by_caller = True
             self._registry.check_unchanged()
             self._step(per_param, {**static, **dynamic})
             return

@@ -221,7 +221,7 @@ def names(infos) -> list:
 def core(opt):
     """The :class:`~braintools_optim.Optimizer` that owns the step counter (a wrapper's inner one)."""
     while isinstance(opt, bo.Lookahead):
-        opt = opt.base_optimizer
+        opt = opt.inner_optimizer
     return opt
 
 

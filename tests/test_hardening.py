@@ -292,3 +292,81 @@ def test_repr_reports_the_step_groups_and_parameters():
     assert text.startswith('Adam(step=0, 3 trainable parameter(s), 2 group(s))')
     assert "group 1 'taus'" in text and "'tau': float32[3] ms" in text
     assert len(text.splitlines()) < 12
+
+
+# ----------------------------------------------------------------------------- every optimizer, every class
+from optim_db import ALL, names  # noqa: E402
+
+
+def _registry_problem(info):
+    states = {'w': brainstate.ParamState(jnp.array([[1.0, -2.0], [0.5, 3.0]])),
+              'b': brainstate.ParamState(jnp.array([0.25, -0.75]))}
+    opt = info.make().register_trainable_weights(states)
+    opt.update({'w': jnp.array([[0.1, -0.2], [0.3, 0.4]]), 'b': jnp.array([0.5, -0.5])})
+    return opt, states
+
+
+@pytest.mark.parametrize('info', ALL, ids=names(ALL))
+def test_every_optimizer_refuses_a_parameter_changed_behind_its_back(info):
+    opt, states = _registry_problem(info)
+    before = opt.state_dict()
+    states['b'].value = states['b'].value.astype(jnp.bfloat16)
+    with pytest.raises(bo.ParameterChangedError, match="'b'"):
+        opt.update({'w': jnp.ones((2, 2)), 'b': jnp.ones(2, jnp.bfloat16)})
+    after = opt.state_dict()
+    assert int(after['step_count']) == int(before['step_count'])
+    states['b'].value = states['b'].value.astype(jnp.float32)
+    opt.update({'w': jnp.ones((2, 2)), 'b': jnp.ones(2)})         # usable again once restored
+
+
+@pytest.mark.parametrize('info', ALL, ids=names(ALL))
+def test_every_optimizer_copies_and_pickles(info):
+    opt, states = _registry_problem(info)
+    twin = copy.deepcopy(opt)
+    grads = {'w': jnp.array([[0.3, 0.1], [-0.2, 0.2]]), 'b': jnp.array([0.1, 0.2])}
+    start = {k: s.value for k, s in states.items()}
+    twin.update(grads)
+    by_twin = {k: np.array(s.value) for k, s in states.items()}
+    for k, s in states.items():
+        s.value = start[k]
+    opt.update(grads)
+    for k, s in states.items():
+        np.testing.assert_array_equal(by_twin[k], np.array(s.value), err_msg=k)
+    if info.name == 'OptaxOptimizer':
+        with pytest.raises(TypeError, match='optax transformation is made of closures'):
+            pickle.dumps(opt)
+        return
+    clone = pickle.loads(pickle.dumps(opt))
+    assert int(clone.step_count.value) == int(opt.step_count.value)
+    clone.update({k: jnp.ones_like(s.value) for k, s in clone.param_states.items()})
+
+
+@pytest.mark.parametrize('info', ALL, ids=names(ALL))
+def test_every_optimizer_restarts_a_parameter_missing_from_a_non_strict_checkpoint(info):
+    opt, states = _registry_problem(info)
+    state = opt.state_dict()
+    inner = state['inner'] if 'inner' in state else state
+    for part in ('params', 'step_offsets'):
+        inner[part].pop("'b'")
+    for per in (inner['opt_state'] or {}).values():
+        per.pop("'b'", None)
+    if 'inner' in state:
+        state['opt_state']['slow_params'].pop("'b'")
+    report = opt.load_state_dict(state, strict=False)
+    assert report['missing'] == ["'b'"]
+    opt.update({'w': jnp.ones((2, 2)), 'b': jnp.ones(2)})
+
+
+def test_lookahead_rebuilds_its_compiled_step_when_the_inner_program_changes():
+    w = brainstate.ParamState(jnp.array([1.0, -1.0]))
+    opt = bo.Lookahead(bo.SGD(lr=0.1), sync_period=2).register_trainable_weights({'w': w})
+    opt.update({'w': jnp.array([1.0, 1.0])})
+    opt.lr = bo.StepLR(base_lr=0.5, step_size=1)      # allowed: only Lookahead's own step had traced it
+    before = np.array(w.value)
+    opt.update({'w': jnp.array([1.0, 1.0])})          # then sync with the slow weights
+    fast = before - 0.5                               # the new lr took effect
+    np.testing.assert_allclose(np.array(w.value), np.array([1.0, -1.0]) + 0.5 * (fast - [1.0, -1.0]), rtol=1e-6)
+    step = brainstate.transform.jit(opt.update)       # inside the user's jit the inner step is the user's
+    step({'w': jnp.array([1.0, 1.0])})
+    with pytest.raises(RuntimeError, match='compiled'):
+        opt.lr = 0.1

@@ -233,15 +233,30 @@ class Lookahead(brainstate.graph.Node):
         self.check_update(grads, **kwargs)         # the inner optimizer's checks, before compiling
         static = {k: v for k, v in kwargs.items() if callable(v)}
         dynamic = {k: v for k, v in kwargs.items() if not callable(v)}
-        key = tuple(sorted((k, id(v)) for k, v in static.items())) + (tuple(sorted(dynamic)),)
+        key = (tuple(sorted((k, id(v)) for k, v in static.items())) + (tuple(sorted(dynamic)),)
+               + (self.program_version,))
         if self._compiled is None or self._compiled_key != key:
             self._compiled = brainstate.transform.jit(lambda g, dyn: self._step(g, **dyn, **static))
             self._compiled_key = key
-        self._compiled(grads, dynamic)
+        core = self._core()
+        core.__dict__['_owned_trace'] = True       # this compiled step is ours: we rebuild it when the
+        try:                                       # inner optimizer's program changes (program_version)
+            self._compiled(grads, dynamic)
+        finally:
+            core.__dict__['_owned_trace'] = False
 
     def step(self, *args, **kwargs) -> None:
         """The torch / braintools spelling of :meth:`update`."""
         return self.update(*args, **kwargs)
+
+    def _core(self):
+        inner = self.inner_optimizer
+        return inner._core() if isinstance(inner, Lookahead) else inner
+
+    @property
+    def program_version(self) -> int:
+        """The inner optimizer's (see :attr:`Optimizer.program_version`)."""
+        return self.inner_optimizer.program_version
 
     def check_update(self, grads, **kwargs) -> None:
         """The inner optimizer's :meth:`Optimizer.check_update`."""

@@ -97,6 +97,10 @@ class OptaxOptimizer(Optimizer):
     def build_rule(h):
         return _NO_BUFFERS
 
+    def __getstate__(self):
+        raise TypeError("an OptaxOptimizer cannot be pickled: its optax transformation is made of closures; "
+                        "save opt.state_dict() (or opt.save(path)) and load it into a new OptaxOptimizer")
+
     def transformation(self):
         """The transformation this optimizer runs (``scale_by_adam`` and a sign flip for ``tx=None``)."""
         if self.tx is not None:
