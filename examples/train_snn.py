@@ -287,12 +287,11 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
 
     # -- optimizer and scheduler: the user-facing API ----------------------------------------
     sched = bo.StepLR(base_lr=args.lr, step_size=max(1, n_epochs // 3), gamma=0.5)
-    # Weight decay for the weights; the time constants form a group without decay
-    # (see the module docstring).
-    params = model.states(brainstate.ParamState)
-    opt = bo.Adam(lr=sched, weight_decay=args.weight_decay, grad_clip_norm=1.0)
-    opt.register_trainable_weights({path: state for path, state in params.items() if path != ('tau_mem',)})
-    opt.add_param_group({('tau_mem',): params[('tau_mem',)]}, weight_decay=0.0)
+    # Weight decay for the weights; every parameter measured in time (the membrane time
+    # constants, in ms) forms a group without decay (see the module docstring).
+    opt = bo.Adam(lr=sched, weight_decay=args.weight_decay, grad_clip_norm=1.0,
+                  param_groups=[{'params': u.ms, 'weight_decay': 0.0, 'name': 'time constants'}])
+    opt.register_trainable_weights(model.states(brainstate.ParamState))
 
     def loss_fn(x, y):
         scores, _ = model(x)
