@@ -4,15 +4,13 @@ A selector answers one question about one trainable array, described by a
 :class:`ParamInfo` (its key, dotted path, State, value, shape, dtype and
 unit). Anything a group's ``params`` accepts becomes one through :func:`as_selector`:
 
-======================================  ==============================================
-``'*.tau_*'`` (a ``str``)               glob on the dotted path (``'layer.tau_m'``)
-``re.compile(r'.*\\.bias$')``, ``'re:...'``   regular expression, searched in the dotted path
-a brainstate ``State`` subclass         every parameter held by a State of that type
-a brainunit unit (``u.ms``)             every parameter whose unit has that dimension
-                                        (``u.ms`` selects ``ms`` and ``s`` alike)
-a function ``f(info) -> bool``          a predicate on :class:`ParamInfo`
-ParamStates (one, a list, a dict)       exactly those States (a dict also registers them)
-======================================  ==============================================
+* ``'*.tau_*'`` (a ``str``): a glob on the dotted path (``'layer.tau_m'``);
+* ``re.compile(r'.*\.bias$')`` or ``'re:...'``: a regular expression, searched in the dotted path;
+* a brainstate ``State`` subclass: every parameter held by a State of that type;
+* a brainunit unit (``u.ms``): every parameter whose unit has that dimension (``u.ms`` selects
+  ``ms`` and ``s`` alike);
+* a function ``f(info) -> bool``: a predicate on :class:`ParamInfo`;
+* ParamStates (one, a list, a dict): exactly those States (a dict also registers them).
 
 Selectors combine with ``&``, ``|`` and ``~``. The helpers :func:`ndim`,
 :func:`unit`, :func:`glob`, :func:`regex`, :func:`state_type`, :func:`where` and
