@@ -987,8 +987,7 @@ class Optimizer(brainstate.graph.Node):
         if self._options['grad_clip_norm'] is not None:
             grads = gp.clip_by_global_norm(grads, self._options['grad_clip_norm'])
         out = []
-        for position, (g, p) in enumerate(zip(grads, params)):
-            i = self._trainable[position]
+        for i, g, p in zip(self._trainable, grads, params):
             group = self._groups[self._membership[i]]
             decay = self._decay_for(group, self._mults[i][1])
             out.append(g if group.decay_mode != 'coupled' or decay is None else g + decay.astype(g.dtype) * p)
