@@ -6,16 +6,15 @@ import math
 from typing import List, Tuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+
+from .. import _checks
 
 #: The largest counter value: counters are int32 and saturate here instead of wrapping.
 MAX_EPOCH = 2 ** 31 - 1
 
 
-def float_dtype():
-    """The default float dtype: float64 under ``jax_enable_x64``, else float32."""
-    return jnp.result_type(float)
+float_dtype = _checks.float_dtype
 
 
 def _is_tracer(value) -> bool:
@@ -23,27 +22,13 @@ def _is_tracer(value) -> bool:
 
 
 def check_learning_rate(value, what: str = 'lr') -> float:
-    """Reject negative, NaN and infinite learning rates with a clear error."""
-    if _is_tracer(value):
-        return value
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a float or an LRScheduler, got {value!r}") from None
-    if not math.isfinite(number) or number < 0.0:
-        raise ValueError(f"{what} must be a finite number >= 0, got {value!r}")
-    return number
+    """Reject negative, NaN, infinite and boolean learning rates with a clear error (tracers pass)."""
+    return _checks.learning_rate(what, value)
 
 
 def finite_float(value, what: str) -> float:
-    """A finite float (any sign)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{what} must be finite, got {value!r}")
-    return number
+    """A finite float (any sign; booleans refused)."""
+    return _checks.number(what, value)
 
 
 def _is_sequence(value) -> bool:

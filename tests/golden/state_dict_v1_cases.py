@@ -1,4 +1,5 @@
-"""Cases of tests/golden/state_dict_v1_*.npz (written by scripts/make_state_dict_v1_golden.py)."""
+"""Cases of tests/golden/state_dict_v1_*.npz: the same calls on the first release (by
+scripts/make_state_dict_v1_golden.py) and on today's (by tests/test_checkpoints_v1.py)."""
 
 import brainstate, jax.numpy as jnp, numpy as np, brainunit as u
 
