@@ -37,6 +37,7 @@ from . import _checks as checks
 from . import _checkpointing, _copying
 from . import _groups
 from . import _keys
+from . import _sharding
 from . import _units
 from . import gradient_processing as gp
 from . import select as selectors
@@ -66,7 +67,7 @@ ENGINE_OPTIONS: Dict[str, Any] = dict(
     grad_clip_norm=None, grad_clip_value=None, param_clip_value=None, rescale_grad=1.0,
     skip_nonfinite=False, max_consecutive_skips=None, accumulate_steps=1, accumulate_mean=True,
     schedule_per_update=False, decoupled_decay_scale=None, fused=None, param_groups=None,
-    weight_decay_mask=None, unmatched='default',
+    weight_decay_mask=None, unmatched='default', shard_state=None,
 )
 
 INT32_MAX = 2 ** 31 - 1
@@ -141,6 +142,10 @@ class Optimizer(brainstate.graph.Node):
         fused: how buffers of element-wise rules are stored (results agree within
             one ulp either way; ``docs/performance.md``): ``None`` flat buffers for
             parameters of at most 16,384 elements, ``True`` for all, ``False`` none.
+        shard_state: ZeRO-1: partition the buffers of parameters replicated over
+            a device mesh along this mesh axis (a name, a tuple of names, or
+            ``(mesh, name)``); ``None`` (default): every buffer follows its
+            parameter's sharding. See ``docs/distributed.md``.
         param_groups: a list of parameter-group declarations (dicts with
             ``'params'`` and settings; see :meth:`add_param_group` and ``docs/groups.md``).
         weight_decay_mask: which parameters decay: ``True`` for the default
@@ -260,6 +265,7 @@ class Optimizer(brainstate.graph.Node):
                                                                options['max_consecutive_skips'])
         if options['fused'] not in (None, True, False) or type(options['fused']) not in (type(None), bool):
             raise TypeError(f"fused must be None, True or False, got {options['fused']!r}")
+        out['shard_state'] = _sharding.parse_shard_state(options['shard_state'])
         if options['unmatched'] not in _groups.UNMATCHED:
             raise ValueError(f"unmatched must be one of {_groups.UNMATCHED}, got {options['unmatched']!r}")
         if options['param_groups'] is not None and not isinstance(options['param_groups'], (list, tuple)):
@@ -550,6 +556,8 @@ class Optimizer(brainstate.graph.Node):
         for group in self._groups:                    # refusals first: nothing is registered on an error
             if not group.frozen and group.index in membership:
                 self._group_fuse(group)
+        _sharding.check_resolvable(self._options['shard_state'],
+                                   [_units.split(p.handle.value)[0] for p in self._registry.params + new_params])
         if new_states is not None:
             self._registry.commit(planned)
         now = self.steps_taken()
@@ -676,7 +684,8 @@ class Optimizer(brainstate.graph.Node):
             ids, _ = self._mult_classes(members)
             layout = make_layout(self._group_fuse(group), rule.elementwise, mantissas,
                                  [self._step_offsets[i] for i in members], ids)
-            storage = GroupStorage(type(self).__name__, group.index, members, rule.buffer_names, layout)
+            layout, placement = _sharding.plan(layout, mantissas, self._options['shard_state'])
+            storage = GroupStorage(type(self).__name__, group.index, members, rule.buffer_names, layout, placement)
             for name in rule.buffer_names:
                 values = []
                 for i, mantissa in zip(members, mantissas):
@@ -953,7 +962,10 @@ class Optimizer(brainstate.graph.Node):
         if finite is not None:
             self._guards.count_skips(finite, is_real)
 
-        # Everything is computed: now write.
+        # Everything is computed: now write (each value kept in its sharding, see _sharding).
+        new_params = _sharding.constrain_params(self._storage, trainable, new_params)
+        new_stored = {g: {name: self._storage[g].placed(value) for name, value in stored.items()}
+                      for g, stored in new_stored.items()}
         for i, value, unit in zip(trainable, new_params, units):
             params_meta[i].handle.value = _units.merge(value, unit)
         for g, stored in new_stored.items():
@@ -1104,7 +1116,7 @@ class Optimizer(brainstate.graph.Node):
     def _write_buffers_per_param(self, per_param: Dict[str, List[jax.Array]]) -> None:
         for g, stored in self._stored_from_per_param(per_param).items():
             for name, value in stored.items():
-                self._storage[g].states[name].value = value
+                self._storage[g].set_stored(name, value)
 
     def _layout_depends_on_offsets(self, offsets: Sequence[int]) -> bool:
         """Whether these step offsets would regroup a fused layout's buckets."""
