@@ -43,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _checks as checks
-from . import _keys, _units
+from . import _ensemble, _keys, _units
 from ._errors import CheckpointMismatchError
 
 if TYPE_CHECKING:
@@ -81,6 +81,18 @@ def _host(value, what: str) -> np.ndarray:
     return np.array(value)
 
 
+def _host_buffers(opt: 'Optimizer', names, trainable) -> Dict[str, Dict[str, np.ndarray]]:
+    """``{buffer: {parameter: array}}`` in trainable order, each stored array copied to the host first
+    (from its shards: nothing is gathered on a device) and cut into parameters there."""
+    columns: Dict[str, Dict[int, np.ndarray]] = {}
+    for storage in opt._storage.values():
+        for name, state in storage.states.items():
+            stored = [_host(value, f"buffer {name!r}") for value in state.value]
+            for i, value in zip(storage.members, _ensemble.unpack(storage.layout, stored)):
+                columns.setdefault(name, {})[i] = np.array(value)
+    return {name: {names[i]: column[i] for i in trainable if i in column} for name, column in columns.items()}
+
+
 def layout_record(opt: 'Optimizer') -> Dict[str, Any]:
     """Each group's stored layout: members, buckets and stored shapes (checks a ``stored_state``)."""
     names = [_keys.encode(p.key, p.leaf_path) for p in opt._registry.params]
@@ -103,10 +115,7 @@ def state_dict(opt: 'Optimizer', on_device: bool = False) -> Dict[str, Any]:
     names = [_keys.encode(p.key, p.leaf_path) for p in params]
     trainable = opt._trainable
     keep = (lambda value, what: value) if on_device else _host
-    per_param = {} if on_device else opt._buffers_per_param()
-    buffers = {name: {names[i]: _host(values[j], f"buffer {name!r} of {names[i]}")
-                      for j, i in enumerate(trainable) if values[j] is not None}
-               for name, values in per_param.items()}
+    buffers = {} if on_device else _host_buffers(opt, names, trainable)
     accumulator = opt._guards.accumulator
     groups = []
     for group in opt._groups:

@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks as checks
-from . import _checkpointing, _copying
+from . import _checkpointing, _copying, _ensemble
 from . import _groups
 from . import _keys
 from . import _sharding
@@ -468,13 +468,13 @@ class Optimizer(brainstate.graph.Node):
         lines = []
         for group in self._groups:
             source = self._lr.source(group.index)
-            lr = (f"{type(source).__name__}(now {float(lrs[group.index]):.4g})" if is_scheduler(source)
-                  else f"{float(lrs[group.index]):.4g}")
+            lr = (f"{type(source).__name__}(now {_number(lrs[group.index])})" if is_scheduler(source)
+                  else _number(lrs[group.index]))
             own = {k: v for k, v in group.settings.items()
                    if group.index == 0 or group.algorithm is not type(self)
                    or v != self._default_group.settings.get(k)}
             extra = ', '.join(f'{k}={_short(v)}' for k, v in own.items())
-            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={self._decay.host_value(group.index):.4g}"
+            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={_number(self._decay.host_value(group.index))}"
             selector = 'unselected' if group.selector is None else group.selector.description
             lines.append(f"group {group.index} {group.name!r} [{selector}]: {group.algorithm.__name__}, {state}"
                          + (f", {extra}" if extra else ''))
@@ -595,6 +595,7 @@ class Optimizer(brainstate.graph.Node):
         return self
 
     def _check_not_traced(self) -> None:
+        _ensemble.check_structure_fixed(self)
         if self._traced_by_caller:
             raise RuntimeError(
                 f"{type(self).__name__}.update has already been compiled into a traced function "
@@ -620,7 +621,9 @@ class Optimizer(brainstate.graph.Node):
     def steps_taken(self) -> int:
         """The step counter as a Python int (0 for an optimizer built inside a trace, whose counter is traced)."""
         value = self.step_count.value
-        return 0 if isinstance(value, jax.core.Tracer) else int(value)
+        if isinstance(value, jax.core.Tracer):
+            return 0
+        return int(jnp.max(value))             # an ensemble: the furthest member
 
     @property
     def _trainable(self) -> List[int]:
@@ -1218,6 +1221,13 @@ class Optimizer(brainstate.graph.Node):
         return '\n'.join(lines + (['  ' + line for line in body.splitlines()] if body else []))
 
 
+def _number(value) -> str:
+    """A float for a one-line report; an ensemble's one value per member as a list."""
+    if jnp.ndim(value):
+        return '[' + ', '.join(f"{float(v):.4g}" for v in jnp.ravel(jnp.asarray(value))) + '] per member'
+    return f"{float(value):.4g}"
+
+
 def _short(value) -> str:
     """A setting for a one-line report: its repr, or its type for a long one (an optax transformation)."""
     text = repr(value)
@@ -1231,6 +1241,11 @@ class _SettableFloat(float):
         obj = float.__new__(cls, value)
         obj._setter = setter
         return obj
+
+    @classmethod
+    def of(cls, value, setter):
+        """The settable float, or an ensemble's values as they are (one per member)."""
+        return value if jnp.ndim(value) else cls(value, setter)
 
     @property
     def value(self) -> float:
@@ -1258,11 +1273,11 @@ class GroupView(MutableMapping):
                 param = opt._registry.params[i]
                 states[param.key] = param.state
         lr = opt._lr.host_value(g)
-        lr = float(opt._group_lr_values()[g]) if lr is None else lr
+        lr = opt._group_lr_values()[g] if lr is None else lr
         items = {'name': group.name, 'params': states, 'optimizer': group.algorithm.__name__,
-                 'lr': _SettableFloat(lr, lambda v: opt.set_lr(v, group=g)),
-                 'weight_decay': _SettableFloat(opt._decay.host_value(g),
-                                                lambda v: opt.set_weight_decay(v, group=g)),
+                 'lr': _SettableFloat.of(lr, lambda v: opt.set_lr(v, group=g)),
+                 'weight_decay': _SettableFloat.of(opt._decay.host_value(g),
+                                                   lambda v: opt.set_weight_decay(v, group=g)),
                  'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen}
         items.update(group.settings)
         return items

@@ -16,6 +16,7 @@ import brainstate
 import jax
 import jax.numpy as jnp
 
+from . import _ensemble
 from ._copying import PlainCopy
 from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout, placement
 
@@ -54,7 +55,7 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
 
     def values(self, name: str) -> List[jax.Array]:
         """Buffer ``name`` as one array per member (member order), whatever the layout."""
-        return self.layout.unpack(self.states[name].value)
+        return _ensemble.unpack(self.layout, self.states[name].value)
 
     def set_values(self, name: str, per_param: Sequence[jax.Array]) -> None:
         self.set_stored(name, self.layout.pack(list(per_param)))
