@@ -142,6 +142,8 @@ class LearningRates(PlainCopy, brainstate.graph.Node):
         self._sources, self._exact = sources, exact
         self.state = OptimizerState(new, name=f'{self._name}.lr')
         self._base = [self._base_of(g) for g in range(len(self.own))]
+        # the schedulers' own States, where brainstate.graph.states(opt) finds them (to vmap an ensemble over)
+        self.schedule_states = [state for scheduler in self.schedulers() for state in scheduler_states(scheduler)]
 
     def _base_of(self, group: int) -> float:
         source = self.source(group)
