@@ -144,6 +144,11 @@ def _spans_devices(sharding) -> bool:
         return False
 
 
+def _placed(sharding) -> bool:
+    """Whether a sharding was chosen on purpose (a mesh sharding, or several devices) and is to be kept."""
+    return isinstance(sharding, NamedSharding) or _spans_devices(sharding)
+
+
 def _replicated_like(sharding):
     """A replicated sharding over the devices of ``sharding`` (``None`` when not expressible)."""
     if isinstance(sharding, NamedSharding):
@@ -213,7 +218,7 @@ def place(value, sharding):
     if sharding is None:
         return value
     if isinstance(value, jax.core.Tracer):
-        if not _spans_devices(sharding):
+        if not _placed(sharding):
             return value
         return jax.lax.with_sharding_constraint(value, sharding)
     if getattr(value, 'sharding', None) is not None and value.sharding == sharding:
@@ -288,18 +293,17 @@ def plan(layout, mantissas: Sequence[Any], option: Optional[StateSharding]):
         params = [replicated if p is None and _is_replicated(m) else p for m, p in zip(mantissas, params)]
     if isinstance(layout, FlatLayout):
         buckets = layout.buckets
-        first = [bucket.members[0] for bucket in buckets]
+        slots = [_bucket_slot(b, params) for b in buckets]
+        shapes = [_slot_shape(b, mantissas) for b in buckets]
         if mesh is not None:
             sharded = [all(_is_replicated(mantissas[i]) and _on_mesh(params[i], mesh) for i in bucket.members)
                        for bucket in buckets]
             if any(sharded):
                 layout = ShardedFlatLayout(layout, sharded, n)
-                slots = [zero if s else params[i] for s, i in zip(sharded, first)]
-                shapes = [(layout.padded_size(b),) if s else _slot_shape(buckets[b], mantissas)
-                          for b, s in enumerate(sharded)]
+                slots = [zero if s else slot for s, slot in zip(sharded, slots)]
+                shapes = [(layout.padded_size(b),) if s else shape for b, (s, shape) in enumerate(zip(sharded, shapes))]
                 return layout, Placement(slots, shapes, params, (mesh, option.axes, n), sharded)
-        slots = [params[i] for i in first]
-        return layout, Placement(slots, [_slot_shape(b, mantissas) for b in buckets], params)
+        return layout, Placement(slots, shapes, params)
     if mesh is None:
         return layout, Placement(params, [tuple(jnp.shape(m)) for m in mantissas], params)
     zero_slots = [_is_replicated(m) and _on_mesh(p, mesh) for m, p in zip(mantissas, params)]
@@ -314,9 +318,15 @@ def _on_mesh(sharding, mesh: Mesh) -> bool:
 
 
 def _param_sharding(mantissa):
-    """The sharding a parameter's new value is kept in (``None``: on one device, left to JAX)."""
+    """The sharding a parameter's new value is kept in (``None``: not placed on purpose, left to JAX)."""
     sharding = getattr(mantissa, 'sharding', None)
-    return sharding if _spans_devices(sharding) else None
+    return sharding if _placed(sharding) and getattr(mantissa, 'committed', True) else None
+
+
+def _bucket_slot(bucket, params):
+    """A bucket's sharding: its lone parameter's, or (shared: parameters whole on each device) replicated."""
+    first = params[bucket.members[0]]
+    return first if len(bucket.members) == 1 else _replicated_like(first)
 
 
 def _slot_shape(bucket, mantissas) -> Tuple[int, ...]:

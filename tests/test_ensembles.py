@@ -88,17 +88,33 @@ def train_ensemble(model, opt, poison=POISON):
         step(jnp.asarray(bad[:len(opt.step_count.value)]))
 
 
-def train_member(make, i):
-    model = Neuron(INIT[i])
-    opt = make(float(LRS[i])).register_trainable_weights(model.states(brainstate.ParamState))
+def train_members_one_by_one(make):
+    """Each member trained alone from a fresh optimizer state, reusing one model and optimizer (one compile)."""
+    model = Neuron(INIT[0])
+    opt = make(float(LRS[0])).register_trainable_weights(model.states(brainstate.ParamState))
+    initial = {k: s.value for k, s in model.states(brainstate.ParamState).items()}
+    fresh = opt.state_dict()
+    per_member_lr = opt._lr.scheduler is None
 
     @brainstate.transform.jit
     def step(bad):
         opt.update(brainstate.transform.grad(lambda: _loss(model, bad), opt.param_states)())
 
-    for bad in POISON[:, i]:
-        step(jnp.asarray(bad))
-    return model, opt
+    members = []
+    for i in range(N):
+        for key, state in model.states(brainstate.ParamState).items():
+            state.value = jnp.asarray(INIT[i]) if key == ('w',) else initial[key]
+        opt.load_state_dict(fresh)
+        if per_member_lr:
+            opt.set_lr(float(LRS[i]))
+        for bad in POISON[:, i]:
+            step(jnp.asarray(bad))
+        members.append({
+            'params': {k: u.get_mantissa(s.value) for k, s in model.states(brainstate.ParamState).items()},
+            'step_count': int(opt.step_count.value), 'skips': int(opt.nonfinite_skips.value),
+            'buffers': {b: {k: u.get_mantissa(v) for k, v in per.items()} for b, per in opt.buffers().items()},
+        })
+    return members
 
 
 @pytest.mark.parametrize('name', sorted(MAKERS))
@@ -106,18 +122,17 @@ def test_ensemble_equals_a_loop_over_members(name):
     model, opt = build_ensemble(MAKERS[name])
     assert opt._storage[0].fused or not opt.is_elementwise()       # the default layout: flat buckets
     train_ensemble(model, opt)
-    for i in range(N):
-        member, single = train_member(MAKERS[name], i)
-        for key, state in member.states(brainstate.ParamState).items():
-            batched = model.states(brainstate.ParamState)[key].value
-            np.testing.assert_allclose(u.get_mantissa(batched)[i], u.get_mantissa(state.value), rtol=1e-5,
-                                       atol=1e-6, err_msg=f"member {i}, {key}")
-        assert int(opt.step_count.value[i]) == int(single.step_count.value)
-        assert int(opt.nonfinite_skips.value[i]) == int(single.nonfinite_skips.value)
-        for buffer, per_param in single.buffers().items():
+    batched = {k: u.get_mantissa(s.value) for k, s in model.states(brainstate.ParamState).items()}
+    buffers = opt.buffers()
+    for i, single in enumerate(train_members_one_by_one(MAKERS[name])):
+        for key, value in single['params'].items():
+            np.testing.assert_allclose(batched[key][i], value, rtol=1e-5, atol=1e-6, err_msg=f"member {i}, {key}")
+        assert int(opt.step_count.value[i]) == single['step_count']
+        assert int(opt.nonfinite_skips.value[i]) == single['skips']
+        for buffer, per_param in single['buffers'].items():
             for key, value in per_param.items():
-                np.testing.assert_allclose(u.get_mantissa(opt.buffers()[buffer][key])[i], u.get_mantissa(value),
-                                           rtol=1e-5, atol=1e-6, err_msg=f"{buffer} of member {i}")
+                np.testing.assert_allclose(u.get_mantissa(buffers[buffer][key])[i], value, rtol=1e-5, atol=1e-6,
+                                           err_msg=f"{buffer} of member {i}")
 
 
 def test_members_skip_and_count_on_their_own():
