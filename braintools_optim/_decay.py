@@ -85,7 +85,8 @@ class WeightDecays(PlainCopy, brainstate.graph.Node):
                 rebuild = True
         for g in groups:
             self._exact[g] = float(value)
-        self.state.value = jnp.asarray(self.state.value).at[..., jnp.asarray(list(groups), jnp.int32)].set(value)  # every member
+        current = jnp.asarray(self.state.value)
+        self.state.value = current.at[..., jnp.asarray(list(groups), jnp.int32)].set(value)    # every member
         return rebuild
 
     def load(self, values) -> bool:

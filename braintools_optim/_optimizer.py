@@ -32,6 +32,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import brainstate
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _checks as checks
 from . import _checkpointing, _copying, _ensemble
@@ -474,7 +475,8 @@ class Optimizer(brainstate.graph.Node):
                    if group.index == 0 or group.algorithm is not type(self)
                    or v != self._default_group.settings.get(k)}
             extra = ', '.join(f'{k}={_short(v)}' for k, v in own.items())
-            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={_number(self._decay.host_value(group.index))}"
+            decay = _number(self._decay.host_value(group.index))
+            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={decay}"
             selector = 'unselected' if group.selector is None else group.selector.description
             lines.append(f"group {group.index} {group.name!r} [{selector}]: {group.algorithm.__name__}, {state}"
                          + (f", {extra}" if extra else ''))
@@ -623,7 +625,7 @@ class Optimizer(brainstate.graph.Node):
         value = self.step_count.value
         if isinstance(value, jax.core.Tracer):
             return 0
-        return int(jnp.max(value))             # an ensemble: the furthest member
+        return int(value) if jnp.ndim(value) == 0 else int(np.max(np.asarray(value)))   # an ensemble: the furthest member
 
     @property
     def _trainable(self) -> List[int]:
