@@ -196,10 +196,6 @@ class Placement:
         self.zero = zero
         self.zero_slots = list(zero_slots) or [False] * len(slots)
 
-    @property
-    def active(self) -> bool:
-        return any(s is not None for s in self.slots) or any(s is not None for s in self.params)
-
     def buffer(self, k: int, shape: Tuple[int, ...]):
         slot = self.slots[k]
         if slot is None or tuple(shape) == self.slot_shapes[k]:
