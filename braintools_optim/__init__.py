@@ -10,7 +10,7 @@
 1
 """
 
-from . import checkpoint, gradient_processing, rules, schedulers, select, unique_states
+from . import checkpoint, distributed, gradient_processing, rules, schedulers, select, unique_states
 from ._errors import CheckpointMismatchError, GradientMismatchError, GroupSelectionError, ParameterChangedError
 from ._hyper import Hyper
 from ._optimizer import BraintoolsOptimDeprecationWarning, Optimizer
@@ -37,7 +37,7 @@ __all__ = [
     'Adadelta', 'Adam', 'AdamW', 'EMA', 'GradientMismatchError', 'SWA', 'checkpoint', 'LRScheduler', 'Momentum',
     'CheckpointMismatchError', 'GroupSelectionError', 'ParameterChangedError', 'Hyper', 'ParamDict', 'select',
     'MomentumNesterov', 'Optimizer', 'OptimizerState', 'RMSProp', 'RMSprop', 'SGD',
-    'gradient_processing', 'rules', 'schedulers', 'unique_states',
+    'gradient_processing', 'rules', 'schedulers', 'unique_states', 'distributed',
     'AdaBelief', 'Adagrad', 'Adamax', 'Adan', 'Fromage', 'Lion', 'NAdam', 'NAdamW', 'Nadam', 'Novograd',
     'RAdam', 'Rprop', 'SM3', 'Yogi', 'OptaxOptimizer', 'OptimState', 'UniqueStateManager',
     'BraintoolsOptimDeprecationWarning',

@@ -23,6 +23,14 @@ class, groups and their settings, every parameter's shape/dtype/unit, every
 buffer, counters in range, finite learning rates, scheduler states) and only
 then writes; a checkpoint of format 1 (the first release: keys joined by
 ``'/'``) still loads. Parameter values are not included: save them with the model.
+
+Buffers are copied to the host one array per parameter, whatever their layout
+or sharding, and loading places them back on their shardings (:mod:`._sharding`).
+For state spread over several processes, ``state_dict(opt, on_device=True)``
+keeps the large arrays where they are instead: ``stored_state`` replaces
+``opt_state`` (each group's buffers in their stored layout, with a ``layout``
+record to check them against) and the accumulator and extra State stay device
+arrays; :mod:`braintools_optim.distributed` hands those to orbax.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _keys, _units
+from . import _ensemble, _keys, _units
 from ._errors import CheckpointMismatchError
 
 if TYPE_CHECKING:
@@ -63,14 +71,49 @@ def _describe(value, group: Optional[int]) -> Dict[str, Any]:
             'unit': '' if unit is None else str(unit), 'group': None if group is None else int(group)}
 
 
-def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
+def _host(value, what: str) -> np.ndarray:
+    """A copy on the host; a clear error for an array part of which lives in another process only."""
+    if isinstance(value, jax.Array) and not value.is_fully_addressable and not value.is_fully_replicated:
+        raise ValueError(f"{what} is spread over devices of several processes, so no process can copy it "
+                         f"whole; save it with braintools_optim.distributed.save_sharded(path, opt) (orbax)")
+    return np.array(value)
+
+
+def _host_buffers(opt: 'Optimizer', names, trainable) -> Dict[str, Dict[str, np.ndarray]]:
+    """``{buffer: {parameter: array}}`` in trainable order, each stored array copied to the host first
+    (from its shards: nothing is gathered on a device) and cut into parameters there."""
+    columns: Dict[str, Dict[int, np.ndarray]] = {}
+    for storage in opt._storage.values():
+        for name, state in storage.states.items():
+            stored = [_host(value, f"buffer {name!r}") for value in state.value]
+            for i, value in zip(storage.members, _ensemble.unpack(storage.layout, stored)):
+                columns.setdefault(name, {})[i] = np.array(value)
+    return {name: {names[i]: column[i] for i in trainable if i in column} for name, column in columns.items()}
+
+
+def layout_record(opt: 'Optimizer') -> Dict[str, Any]:
+    """Each group's stored layout: members, buckets and stored shapes (checks a ``stored_state``)."""
+    names = [_keys.encode(p.key, p.leaf_path) for p in opt._registry.params]
+    out = {}
+    for g, storage in opt._storage.items():
+        buckets = getattr(storage.layout, 'buckets', None)
+        out[str(g)] = {
+            'members': [names[i] for i in storage.members],
+            'buckets': None if buckets is None else [[names[storage.members[m]] for m in b.members]
+                                                     for b in buckets],
+            'stored': {name: [[list(np.shape(v)), str(v.dtype)] for v in state.value]
+                       for name, state in storage.states.items()},
+        }
+    return out
+
+
+def state_dict(opt: 'Optimizer', on_device: bool = False) -> Dict[str, Any]:
     """See the module docstring."""
     params = opt._registry.params
     names = [_keys.encode(p.key, p.leaf_path) for p in params]
     trainable = opt._trainable
-    per_param = opt._buffers_per_param()
-    buffers = {name: {names[i]: np.array(values[j]) for j, i in enumerate(trainable) if values[j] is not None}
-               for name, values in per_param.items()}
+    keep = (lambda value, what: value) if on_device else _host
+    buffers = {} if on_device else _host_buffers(opt, names, trainable)
     accumulator = opt._guards.accumulator
     groups = []
     for group in opt._groups:
@@ -82,7 +125,7 @@ def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
             'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen,
             'params': [names[i] for i, g in enumerate(opt._membership) if g == group.index],
         })
-    return {
+    out = {
         'format_version': STATE_DICT_VERSION,
         'optimizer': type(opt).__name__,
         'step_count': np.asarray(opt.step_count.value),
@@ -97,11 +140,17 @@ def state_dict(opt: 'Optimizer') -> Dict[str, Any]:
         'lr': opt._lr.host_value(0),
         'base_lr': opt._lr.base(0),
         'grad_accumulator': None if accumulator is None else {
-            names[i]: np.array(value) for i, value in zip(trainable, accumulator.value)},
+            names[i]: keep(value, f"grad_accumulator of {names[i]}") for i, value in zip(trainable, accumulator.value)},
         # the leaves only: an algorithm's State may be a NamedTuple (optax) that files cannot name
-        'extra': {name: [np.asarray(leaf) for leaf in jax.tree.leaves(state.value)]
+        'extra': {name: [keep(leaf, f"extra state {name!r}") for leaf in jax.tree.leaves(state.value)]
                   for name, state in opt._extra_states().items()},
     }
+    if on_device:
+        del out['opt_state']
+        out['stored_state'] = {str(g): {name: list(state.value) for name, state in storage.states.items()}
+                               for g, storage in opt._storage.items()}
+        out['layout'] = layout_record(opt)
+    return out
 
 
 # ---------------------------------------------------------------------- loading
@@ -197,6 +246,10 @@ def _int(value, what: str, low: int = 0, high: int = INT32_MAX) -> int:
 
 
 def _array(value, what: str, like) -> jax.Array:
+    if isinstance(value, jax.Array):        # already on its devices (a sharded restore): no host round trip
+        if tuple(value.shape) != tuple(np.shape(like)) or value.dtype != like.dtype:
+            _fail(f"checkpoint {what} is {value.dtype}{list(value.shape)}, expected {like.dtype}{list(np.shape(like))}")
+        return value
     array = np.asarray(value)               # NumPy first: no silent float64 -> float32
     like = jnp.asarray(like)
     if array.shape != like.shape or array.dtype != like.dtype:
@@ -314,7 +367,8 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
 
     # -- buffers (per trainable parameter), fresh for parameters the checkpoint lacks
     trainable = opt._trainable
-    current = opt._buffers_per_param()
+    stored = _stored_buffers(opt, state, missing, unexpected, offsets) if 'stored_state' in state else None
+    current = {} if stored is not None else opt._buffers_per_param()
     fresh = opt._fresh_buffers()
     restored: Dict[str, List[jax.Array]] = {}
     for buffer, values in current.items():
@@ -333,7 +387,7 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
             column.append(_array(saved_buffer[name], f"buffer {buffer!r} for {name}", values[j]))
         restored[buffer] = column
     known = set(current)
-    for buffer, values in state['opt_state'].items():
+    for buffer, values in state.get('opt_state', {}).items():
         if buffer not in known and any(name in index for name in values):
             _fail(f"checkpoint buffer {buffer!r} is not kept by this optimizer ({sorted(known)})")
 
@@ -402,7 +456,12 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
         if weight_decay is not None and opt._decay.load(weight_decay):
             opt._compiled_step = None
         layout_changed = opt._set_step_offsets(offsets)
-        opt._write_buffers_per_param(restored)
+        if stored is not None:
+            for g, values in stored.items():
+                for name, value in values.items():
+                    opt._storage[g].set_stored(name, value)
+        else:
+            opt._write_buffers_per_param(restored)
         if new_accumulator is not None:
             accumulator.value = new_accumulator
         for name, value in extra_values.items():
@@ -420,3 +479,28 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
                   "offsets differ), which the step compiled into your jit cannot follow; load it before "
                   "the first traced update")
     return write, {'missing': missing, 'unexpected': shown(unexpected)}
+
+
+def _stored_buffers(opt: 'Optimizer', state, missing, unexpected, offsets) -> Dict[int, Dict[str, List[Any]]]:
+    """Buffers saved in their stored layout (``state_dict(opt, on_device=True)``), checked against ours."""
+    if missing or unexpected:
+        _fail("a checkpoint of buffers in their stored layout restores the same parameters only (missing "
+              f"{missing}, unexpected {[n.lstrip(chr(0)) for n in unexpected]}); restore the per-parameter "
+              f"form (opt.state_dict()) into a changed model")
+    if opt._layout_depends_on_offsets(offsets):
+        _fail("the checkpoint's parameters were registered at other steps, which changes how their buffers "
+              "are laid out; restore the per-parameter form (opt.state_dict()) instead")
+    saved_layout, layout = state.get('layout'), layout_record(opt)
+    if saved_layout != layout:
+        diff = sorted(g for g in set(layout) | set(saved_layout or {})
+                      if layout.get(g) != (saved_layout or {}).get(g))
+        _fail(f"the checkpoint's buffers are laid out differently from this optimizer's (group(s) "
+              f"{', '.join(diff)}: another fused or shard_state setting, mesh size or parameter set); "
+              f"restore the per-parameter form (opt.state_dict()) instead")
+    out: Dict[int, Dict[str, List[Any]]] = {}
+    for g, storage in opt._storage.items():
+        saved = state['stored_state'][str(g)]
+        out[g] = {name: [_array(v, f"stored buffer {name!r} of group {g} (slot {k})", now)
+                         for k, (v, now) in enumerate(zip(_as_list(saved[name]), current.value))]
+                  for name, current in storage.states.items()}
+    return out

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from . import _checks as checks
+from . import _ensemble
 from ._copying import PlainCopy
 from ._storage import OptimizerState
 
@@ -56,14 +57,16 @@ class WeightDecays(PlainCopy, brainstate.graph.Node):
         """The decay of a member of ``group`` with multiplier ``mult`` (``None`` when statically zero)."""
         if not self.live[group] or mult == 0.0:
             return None
-        decay = self.state.value[group]
+        decay = self.state.value[..., group]
         return decay if mult == 1.0 else decay * mult
 
     def host_value(self, group: int) -> float:
         value = self.state.value
         if isinstance(value, jax.core.Tracer):
-            return value[group]
-        stored = value[group]
+            return value[..., group]
+        stored = _ensemble.host_entry(value, group)
+        if jnp.ndim(stored):
+            return stored                                # one per member of an ensemble
         exact = self._exact[group]
         if exact is not None and jnp.asarray(exact, stored.dtype) == stored:
             return exact
@@ -82,7 +85,8 @@ class WeightDecays(PlainCopy, brainstate.graph.Node):
                 rebuild = True
         for g in groups:
             self._exact[g] = float(value)
-        self.state.value = self.state.value.at[jnp.asarray(list(groups), jnp.int32)].set(value)
+        current = jnp.asarray(self.state.value)
+        self.state.value = current.at[..., jnp.asarray(list(groups), jnp.int32)].set(value)    # every member
         return rebuild
 
     def load(self, values) -> bool:

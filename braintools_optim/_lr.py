@@ -22,9 +22,11 @@ from typing import Any, Dict, List, Optional
 import brainstate
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._copying import PlainCopy
 from . import _checks as checks
+from . import _ensemble
 from ._storage import OptimizerState
 from .schedulers._base import LRScheduler
 
@@ -37,6 +39,11 @@ def _traced(value) -> bool:
     """A learning rate that is a JAX tracer: the optimizer was built inside a traced function
     (meta-learning: ``jax.grad`` of a loss through an inner training loop, with respect to lr)."""
     return isinstance(value, jax.core.Tracer)
+
+
+def _exact(value) -> Optional[float]:
+    """A learning rate as set, for exact reports (``None`` for a traced one: it cannot be kept)."""
+    return None if _traced(value) else value
 
 
 def cycles_momentum(source) -> bool:
@@ -135,6 +142,8 @@ class LearningRates(PlainCopy, brainstate.graph.Node):
         self._sources, self._exact = sources, exact
         self.state = OptimizerState(new, name=f'{self._name}.lr')
         self._base = [self._base_of(g) for g in range(len(self.own))]
+        # the schedulers' own States, where brainstate.graph.states(opt) finds them (to vmap an ensemble over)
+        self.schedule_states = [state for scheduler in self.schedulers() for state in scheduler_states(scheduler)]
 
     def _base_of(self, group: int) -> float:
         source = self.source(group)
@@ -153,7 +162,7 @@ class LearningRates(PlainCopy, brainstate.graph.Node):
         for g in range(num_groups):
             source = self.source(g)
             if not is_scheduler(source):
-                out.append(self.state.value[g])
+                out.append(self.state.value[..., g])     # (an ensemble's State has member axes first)
                 continue
             if source is self.default:
                 if default_value is None:
@@ -195,7 +204,7 @@ class LearningRates(PlainCopy, brainstate.graph.Node):
     # ---------------------------------------------------------------- writing (eager)
     def set(self, value, group: Optional[int], num_groups: int) -> None:
         """Set float learning rates: every float group, one ``group``, or a list (one per group)."""
-        current = self.state.value
+        current = jnp.asarray(self.state.value)
         floats = [g for g in range(num_groups) if not is_scheduler(self.source(g))]
         if isinstance(value, (list, tuple)):
             if group is not None or len(value) != num_groups:
@@ -205,25 +214,25 @@ class LearningRates(PlainCopy, brainstate.graph.Node):
             if scheduled:
                 raise RuntimeError(f"parameter group(s) {scheduled} take their lr from an LRScheduler; "
                                    f"set the others with set_lr(value, group=...)")
-            self.state.value = jnp.asarray(checked, dtype=current.dtype)
-            self._exact = list(checked)
+            self.state.value = jnp.broadcast_to(jnp.asarray(checked, dtype=current.dtype), current.shape)
+            self._exact = [_exact(v) for v in checked]
             return
         checked = checks.learning_rate('lr', value)
         if group is None:
             if not floats:
                 raise RuntimeError("the learning rate comes from an LRScheduler; assign opt.lr a new "
                                    "scheduler or float instead")
-            self.state.value = current.at[jnp.asarray(floats)].set(checked)
+            self.state.value = current.at[..., jnp.asarray(floats)].set(checked)    # every member
             for g in floats:
-                self._exact[g] = checked
+                self._exact[g] = _exact(checked)
             return
         if not 0 <= group < num_groups:
             raise IndexError(f"group {group} does not exist; the optimizer has {num_groups}")
         if group not in floats:
             raise RuntimeError(f"parameter group {group} takes its lr from an LRScheduler; assign the group "
                                f"a float lr or step the scheduler")
-        self.state.value = current.at[group].set(checked)
-        self._exact[group] = checked
+        self.state.value = current.at[..., group].set(checked)
+        self._exact[group] = _exact(checked)
 
     def host_value(self, group: int):
         """Group ``group``'s lr as a Python float, outside any trace (``None`` inside one).
@@ -246,7 +255,9 @@ class LearningRates(PlainCopy, brainstate.graph.Node):
         value = self.state.value
         if isinstance(value, jax.core.Tracer):
             return None
-        stored = value[group]
+        stored = _ensemble.host_entry(value, group)
+        if np.ndim(stored):
+            return stored                                # one per member of an ensemble
         exact = self._exact[group]
         if exact is not None and jnp.asarray(exact, stored.dtype) == stored:
             return exact

@@ -32,11 +32,13 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import brainstate
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _checks as checks
-from . import _checkpointing, _copying
+from . import _checkpointing, _copying, _ensemble
 from . import _groups
 from . import _keys
+from . import _sharding
 from . import _units
 from . import gradient_processing as gp
 from . import select as selectors
@@ -66,7 +68,7 @@ ENGINE_OPTIONS: Dict[str, Any] = dict(
     grad_clip_norm=None, grad_clip_value=None, param_clip_value=None, rescale_grad=1.0,
     skip_nonfinite=False, max_consecutive_skips=None, accumulate_steps=1, accumulate_mean=True,
     schedule_per_update=False, decoupled_decay_scale=None, fused=None, param_groups=None,
-    weight_decay_mask=None, unmatched='default',
+    weight_decay_mask=None, unmatched='default', shard_state=None,
 )
 
 INT32_MAX = 2 ** 31 - 1
@@ -141,6 +143,10 @@ class Optimizer(brainstate.graph.Node):
         fused: how buffers of element-wise rules are stored (results agree within
             one ulp either way; ``docs/performance.md``): ``None`` flat buffers for
             parameters of at most 16,384 elements, ``True`` for all, ``False`` none.
+        shard_state: ZeRO-1: partition the buffers of parameters replicated over
+            a device mesh along this mesh axis (a name, a tuple of names, or
+            ``(mesh, name)``); ``None`` (default): every buffer follows its
+            parameter's sharding. See ``docs/distributed.md``.
         param_groups: a list of parameter-group declarations (dicts with
             ``'params'`` and settings; see :meth:`add_param_group` and ``docs/groups.md``).
         weight_decay_mask: which parameters decay: ``True`` for the default
@@ -260,6 +266,7 @@ class Optimizer(brainstate.graph.Node):
                                                                options['max_consecutive_skips'])
         if options['fused'] not in (None, True, False) or type(options['fused']) not in (type(None), bool):
             raise TypeError(f"fused must be None, True or False, got {options['fused']!r}")
+        out['shard_state'] = _sharding.parse_shard_state(options['shard_state'])
         if options['unmatched'] not in _groups.UNMATCHED:
             raise ValueError(f"unmatched must be one of {_groups.UNMATCHED}, got {options['unmatched']!r}")
         if options['param_groups'] is not None and not isinstance(options['param_groups'], (list, tuple)):
@@ -471,13 +478,14 @@ class Optimizer(brainstate.graph.Node):
         lines = []
         for group in self._groups:
             source = self._lr.source(group.index)
-            lr = (f"{type(source).__name__}(now {float(lrs[group.index]):.4g})" if is_scheduler(source)
-                  else f"{float(lrs[group.index]):.4g}")
+            lr = (f"{type(source).__name__}(now {_number(lrs[group.index])})" if is_scheduler(source)
+                  else _number(lrs[group.index]))
             own = {k: v for k, v in group.settings.items()
                    if group.index == 0 or group.algorithm is not type(self)
                    or v != self._default_group.settings.get(k)}
             extra = ', '.join(f'{k}={_short(v)}' for k, v in own.items())
-            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={self._decay.host_value(group.index):.4g}"
+            decay = _number(self._decay.host_value(group.index))
+            state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={decay}"
             selector = 'unselected' if group.selector is None else group.selector.description
             lines.append(f"group {group.index} {group.name!r} [{selector}]: {group.algorithm.__name__}, {state}"
                          + (f", {extra}" if extra else ''))
@@ -559,6 +567,8 @@ class Optimizer(brainstate.graph.Node):
         for group in self._groups:                    # refusals first: nothing is registered on an error
             if not group.frozen and group.index in membership:
                 self._group_fuse(group)
+        _sharding.check_resolvable(self._options['shard_state'],
+                                   [_units.split(p.handle.value)[0] for p in self._registry.params + new_params])
         if new_states is not None:
             self._registry.commit(planned)
         now = self.steps_taken()
@@ -596,6 +606,7 @@ class Optimizer(brainstate.graph.Node):
         return self
 
     def _check_not_traced(self) -> None:
+        _ensemble.check_structure_fixed(self)
         if self._traced_by_caller:
             raise RuntimeError(
                 f"{type(self).__name__}.update has already been compiled into a traced function "
@@ -621,7 +632,9 @@ class Optimizer(brainstate.graph.Node):
     def steps_taken(self) -> int:
         """The step counter as a Python int (0 for an optimizer built inside a trace, whose counter is traced)."""
         value = self.step_count.value
-        return 0 if isinstance(value, jax.core.Tracer) else int(value)
+        if isinstance(value, jax.core.Tracer):
+            return 0
+        return int(value) if jnp.ndim(value) == 0 else int(np.max(np.asarray(value)))   # an ensemble: the furthest member
 
     @property
     def _trainable(self) -> List[int]:
@@ -685,7 +698,8 @@ class Optimizer(brainstate.graph.Node):
             ids, _ = self._mult_classes(members)
             layout = make_layout(self._group_fuse(group), rule.elementwise, mantissas,
                                  [self._step_offsets[i] for i in members], ids)
-            storage = GroupStorage(type(self).__name__, group.index, members, rule.buffer_names, layout)
+            layout, placement = _sharding.plan(layout, mantissas, self._options['shard_state'])
+            storage = GroupStorage(type(self).__name__, group.index, members, rule.buffer_names, layout, placement)
             for name in rule.buffer_names:
                 values = []
                 for i, mantissa in zip(members, mantissas):
@@ -963,7 +977,10 @@ class Optimizer(brainstate.graph.Node):
         if finite is not None:
             self._guards.count_skips(finite, is_real)
 
-        # Everything is computed: now write.
+        # Everything is computed: now write (each value kept in its sharding, see _sharding).
+        new_params = _sharding.constrain_params(self._storage, trainable, new_params)
+        new_stored = {g: {name: self._storage[g].placed(value) for name, value in stored.items()}
+                      for g, stored in new_stored.items()}
         for i, value, unit in zip(trainable, new_params, units):
             params_meta[i].handle.value = _units.merge(value, unit)
         for g, stored in new_stored.items():
@@ -1113,7 +1130,7 @@ class Optimizer(brainstate.graph.Node):
     def _write_buffers_per_param(self, per_param: Dict[str, List[jax.Array]]) -> None:
         for g, stored in self._stored_from_per_param(per_param).items():
             for name, value in stored.items():
-                self._storage[g].states[name].value = value
+                self._storage[g].set_stored(name, value)
 
     def _layout_depends_on_offsets(self, offsets: Sequence[int]) -> bool:
         """Whether these step offsets would regroup a fused layout's buckets."""
@@ -1215,6 +1232,13 @@ class Optimizer(brainstate.graph.Node):
         return '\n'.join(lines + (['  ' + line for line in body.splitlines()] if body else []))
 
 
+def _number(value) -> str:
+    """A float for a one-line report; an ensemble's one value per member as a list."""
+    if jnp.ndim(value):
+        return '[' + ', '.join(f"{float(v):.4g}" for v in jnp.ravel(jnp.asarray(value))) + '] per member'
+    return f"{float(value):.4g}"
+
+
 def _short(value) -> str:
     """A setting for a one-line report: its repr, or its type for a long one (an optax transformation)."""
     text = repr(value)
@@ -1228,6 +1252,11 @@ class _SettableFloat(float):
         obj = float.__new__(cls, value)
         obj._setter = setter
         return obj
+
+    @classmethod
+    def of(cls, value, setter):
+        """The settable float, or an ensemble's values as they are (one per member)."""
+        return value if jnp.ndim(value) else cls(value, setter)
 
     @property
     def value(self) -> float:
@@ -1255,11 +1284,11 @@ class GroupView(MutableMapping):
                 param = opt._registry.params[i]
                 states[param.key] = param.state
         lr = opt._lr.host_value(g)
-        lr = float(opt._group_lr_values()[g]) if lr is None else lr
+        lr = opt._group_lr_values()[g] if lr is None else lr
         items = {'name': group.name, 'params': states, 'optimizer': group.algorithm.__name__,
-                 'lr': _SettableFloat(lr, lambda v: opt.set_lr(v, group=g)),
-                 'weight_decay': _SettableFloat(opt._decay.host_value(g),
-                                                lambda v: opt.set_weight_decay(v, group=g)),
+                 'lr': _SettableFloat.of(lr, lambda v: opt.set_lr(v, group=g)),
+                 'weight_decay': _SettableFloat.of(opt._decay.host_value(g),
+                                                   lambda v: opt.set_weight_decay(v, group=g)),
                  'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen}
         items.update(group.settings)
         return items

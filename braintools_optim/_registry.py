@@ -31,7 +31,7 @@ import brainstate
 import jax
 import jax.numpy as jnp
 
-from . import _keys, _units
+from . import _ensemble, _keys, _units
 from ._errors import ParameterChangedError
 
 
@@ -349,6 +349,11 @@ class ParamRegistry:
                     or getattr(mantissa, 'dtype', None) != expected.dtype
                     or (unit != expected.unit and not _same_unit(unit, expected.unit))):
                 now = Signature.of(value) if hasattr(mantissa, 'dtype') else type(value).__name__
+                if isinstance(now, Signature) and now.dtype == expected.dtype:
+                    reason = _ensemble.describe_shape_change(expected.shape, now.shape)
+                    if reason is not None:
+                        raise ParameterChangedError(f"parameter {param.name} was registered as "
+                                                    f"{expected.describe()} but now holds {now.describe()}: {reason}")
                 now = now.describe() if isinstance(now, Signature) else now
                 raise ParameterChangedError(
                     f"parameter {param.name} was registered as {expected.describe()} but now holds "

@@ -16,6 +16,7 @@ import brainstate
 import jax
 import jax.numpy as jnp
 
+from . import _ensemble
 from ._copying import PlainCopy
 from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout, placement
 
@@ -36,12 +37,14 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         layout: the :mod:`._layout` object describing how they are stored.
     """
 
-    graph_invisible_attrs = ('group', 'members', 'layout')
+    graph_invisible_attrs = ('group', 'members', 'layout', 'placement')
 
-    def __init__(self, owner: str, group: int, members: Sequence[int], buffer_names: Sequence[str], layout):
+    def __init__(self, owner: str, group: int, members: Sequence[int], buffer_names: Sequence[str], layout,
+                 placement=None):
         self.group = group
         self.members = list(members)
         self.layout = layout
+        self.placement = placement        # target shardings (:mod:`._sharding`), None: where JAX puts them
         prefix = owner if group == 0 else f'{owner}.group{group}'
         self.states: Dict[str, OptimizerState] = {
             name: OptimizerState([], name=f'{prefix}.{name}') for name in buffer_names}
@@ -52,13 +55,25 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
 
     def values(self, name: str) -> List[jax.Array]:
         """Buffer ``name`` as one array per member (member order), whatever the layout."""
-        return self.layout.unpack(self.states[name].value)
+        return _ensemble.unpack(self.layout, self.states[name].value)
 
     def set_values(self, name: str, per_param: Sequence[jax.Array]) -> None:
-        self.states[name].value = self.layout.pack(list(per_param))
+        self.set_stored(name, self.layout.pack(list(per_param)))
+
+    def set_stored(self, name: str, stored: Sequence[jax.Array]) -> None:
+        """Write buffer ``name`` in its stored form, placed on its target shardings."""
+        self.states[name].value = self.placed(stored)
+
+    def placed(self, stored: Sequence[jax.Array]) -> List[jax.Array]:
+        """One buffer's stored arrays on (or, traced, constrained to) their target shardings."""
+        return list(stored) if self.placement is None else self.placement.place(stored)
 
     def stored(self) -> Dict[str, Any]:
         return {name: state.value for name, state in self.states.items()}
+
+    def __getstate__(self):
+        # a pickle carries values, not devices (jax.Device objects cannot be pickled)
+        return dict(self.__dict__, placement=None)
 
 
 def make_layout(fuse: Optional[bool], elementwise: bool, mantissas: Sequence[Any], step_offsets: Sequence[int],

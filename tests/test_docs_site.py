@@ -104,7 +104,7 @@ def section(path: pathlib.Path, section_id: str) -> str:
 
 def test_core_pages_exist(site):
     for page in ('index', 'getting_started', 'gallery', 'units', 'groups', 'schedulers',
-                 'robust_training', 'performance', 'conventions', 'optimizers', 'api/index',
+                 'robust_training', 'performance', 'distributed', 'conventions', 'optimizers', 'api/index',
                  'api/optimizers/index', 'api/schedulers/index', 'api/core', 'search', 'genindex'):
         assert (site / f'{page}.html').is_file(), page
 
@@ -199,7 +199,7 @@ def test_every_internal_link_resolves(site):
 def test_gallery_embeds_every_figure_and_links_every_script(site):
     page = parse(site / 'gallery.html')
     sources = ' '.join(page.links)
-    for figure in ('train_snn.png', 'fit_neuron.png', 'rate_rnn.png', 'compare_optimizers.png'):
+    for figure in ('train_snn.png', 'fit_neuron.png', 'rate_rnn.png', 'compare_optimizers.png', 'ensemble_fit.png'):
         assert figure in sources, figure
         assert (DOCS / 'figures' / figure).is_file(), figure
     for script in sorted(p.name for p in (ROOT / 'examples').glob('*.py') if not p.name.startswith('_')):

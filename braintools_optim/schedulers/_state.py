@@ -21,10 +21,13 @@ class EpochCounter(brainstate.LongTermState):
     int32 JAX arrays pass unchecked: they are what the schedulers' own
     (saturating) code and brainstate's write-back after every compiled call
     produce, and checking their value would cost a device round-trip per call.
+    So do int32 JAX arrays with leading member axes: the counters of an
+    ensemble's schedulers (built under ``brainstate.transform.vmap_new_states``),
+    written back after a ``vmap``-ed step.
     """
 
     def _write_value(self, v) -> None:
-        if isinstance(v, jax.Array) and v.dtype == jnp.int32 and v.shape == ():
+        if isinstance(v, jax.Array) and v.dtype == jnp.int32 and (v.shape == () or not _is_tracer(v)):
             pass
         elif _is_tracer(v):
             if jnp.ndim(v) != 0:
