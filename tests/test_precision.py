@@ -1,0 +1,380 @@
+"""Stochastic rounding and the dtype checks of the precision options (braintools_optim._precision).
+
+Three kinds of evidence that the rounding is unbiased:
+
+* exact, no randomness: for bfloat16 every one of the 2^16 random-bit values is tried for each input,
+  and the number that round up is exactly the discarded bits (so the mean over all of them IS x);
+  for float16 the up/down boundary sits exactly at ``fraction * 2^32``, computed here in exact
+  rational arithmetic;
+* statistical, with the real PRNG: a z-test on the mean rounding error at a computed threshold
+  with a stated false-failure probability, and a distribution-free Hoeffding bound over inputs of
+  every magnitude; the same tests reject round-to-nearest and truncation (they have power);
+* the edge cases decided in the module docstring (non-finite values as round-to-nearest, no
+  overflow by rounding up, signed zeros, representable values unchanged).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from fractions import Fraction
+
+import brainunit as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from braintools_optim import _precision as precision
+from braintools_optim._precision import stochastic_round, stochastic_round_with_bits
+
+NARROW = [jnp.bfloat16, jnp.float16]
+
+# ---------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------
+
+
+def neighbours(x: np.ndarray, dtype):
+    """The two representable neighbours of each float32 ``x`` in ``dtype`` (toward and away from zero), as float64.
+
+    Computed independently of the code under test: for bfloat16 by cutting the float32 pattern, for
+    float16 with NumPy's own float16 (correct through the subnormals).
+    """
+    x = np.asarray(x, np.float32)
+    if dtype is jnp.bfloat16:
+        cut = x.view(np.uint32) & np.uint32(0xFFFF0000)
+        exact = (x.view(np.uint32) & np.uint32(0xFFFF)) == 0
+        toward = cut.view(np.float32).astype(np.float64)
+        away = (cut + np.uint32(0x10000)).view(np.float32).astype(np.float64)
+        return toward, np.where(exact, toward, away)
+    nearest = x.astype(np.float16)
+    toward = np.where(np.abs(nearest.astype(np.float64)) > np.abs(x.astype(np.float64)),
+                      np.nextafter(nearest, np.float16(0)), nearest)
+    with np.errstate(over='ignore'):
+        away = np.nextafter(toward, np.where(x < 0, np.float16(-np.inf), np.float16(np.inf)))
+    return toward.astype(np.float64), away.astype(np.float64)
+
+
+def spread_values(n: int, seed: int, lo_exp: int, hi_exp: int) -> np.ndarray:
+    """``n`` float32 values of both signs with magnitudes log-uniform in [2^lo_exp, 2^hi_exp], none representable
+    in bfloat16 or float16 (their low mantissa bits are random and non-zero)."""
+    rng = np.random.default_rng(seed)
+    magnitude = np.exp2(rng.uniform(lo_exp, hi_exp, n)).astype(np.float32)
+    bits = magnitude.view(np.uint32) | np.uint32(1)           # at least one discarded bit set
+    sign = np.where(rng.random(n) < 0.5, -1.0, 1.0).astype(np.float32)
+    return bits.view(np.float32) * sign
+
+
+# ---------------------------------------------------------------------------------------------
+# exact unbiasedness (no randomness)
+# ---------------------------------------------------------------------------------------------
+def test_bfloat16_every_bit_pattern_rounds_up_exactly_the_discarded_fraction():
+    # For each x, all 65536 values of the random bits: the rounded values are only the two neighbours,
+    # and the count that rounds away from zero equals the 16 discarded bits of x's float32 pattern.
+    # The mean over all bit values is therefore x itself, exactly: the rounding is unbiased for any
+    # uniform source of 16 bits.
+    x = np.concatenate([spread_values(24, 0, -20, 20), spread_values(4, 1, -140, -127),   # normal, subnormal
+                        np.float32([1.0 + 2 ** -16, -(1.0 + 2 ** -16), 3.0e38])])
+    bits = jnp.arange(2 ** 16, dtype=jnp.uint32).astype(jnp.uint16)
+    rounded = jax.vmap(lambda v: stochastic_round_with_bits(jnp.full(2 ** 16, v), jnp.bfloat16, bits))(x)
+    rounded = np.asarray(rounded.astype(jnp.float32), np.float64)
+    toward, away = neighbours(x, jnp.bfloat16)
+    discarded = (x.view(np.uint32) & np.uint32(0xFFFF)).astype(np.int64)
+    for k in range(len(x)):
+        assert set(np.unique(rounded[k])) <= {toward[k], away[k]}, x[k]
+        assert int(np.sum(rounded[k] == away[k])) == discarded[k], x[k]
+        exact_mean = sum(Fraction(float(v)) for v in rounded[k]) / 2 ** 16
+        assert exact_mean == Fraction(float(x[k])), x[k]
+
+
+@pytest.mark.parametrize('lo_exp, hi_exp', [(-14, 15), (-24, -14), (-33, -24)],
+                         ids=['normal', 'subnormal', 'deep-subnormal'])
+def test_float16_rounds_up_exactly_below_the_exact_threshold(lo_exp, hi_exp):
+    # float16 compares 32 random bits with T = fraction * 2^32: it rounds away from zero iff bits < T,
+    # so P(up) = T / 2^32. Here T is computed in exact rational arithmetic and the boundary checked on
+    # both sides: P(up) equals the fraction exactly (hence E[round(x)] = x) wherever T is an integer,
+    # which is every |x| >= 2^-33.
+    x = spread_values(200, 2, lo_exp, hi_exp)
+    toward, away = neighbours(x, jnp.float16)
+    threshold = []
+    for v, lo, hi in zip(x, toward, away):
+        fraction = (abs(Fraction(float(v))) - abs(Fraction(lo))) / abs(Fraction(hi) - Fraction(lo))
+        assert 0 < fraction < 1
+        t = fraction * 2 ** 32
+        assert t.denominator == 1, v                         # exact: P(up) == fraction
+        threshold.append(int(t))
+    threshold = np.array(threshold, np.int64)
+    for offset, expect_up in [(-1, True), (0, False)]:
+        bits = jnp.asarray(np.clip(threshold + offset, 0, 2 ** 32 - 1).astype(np.uint32))
+        got = np.asarray(stochastic_round_with_bits(jnp.asarray(x), jnp.float16, bits).astype(jnp.float32),
+                         np.float64)
+        valid = threshold + offset >= 0
+        assert np.array_equal(got[valid], np.where(expect_up, away, toward)[valid])
+    # bits 0 always rounds up, the largest bits never (for any non-representable x)
+    up = stochastic_round_with_bits(jnp.asarray(x), jnp.float16, jnp.zeros(x.shape, jnp.uint32))
+    down = stochastic_round_with_bits(jnp.asarray(x), jnp.float16, jnp.full(x.shape, 2 ** 32 - 1, jnp.uint32))
+    assert np.array_equal(np.asarray(up.astype(jnp.float32), np.float64), away)
+    assert np.array_equal(np.asarray(down.astype(jnp.float32), np.float64), toward)
+
+
+def test_float16_below_2_to_minus_33_the_bias_is_below_2_to_minus_56():
+    # Documented limit: a fraction with bits below 2^-32 is truncated to the 32-bit grid.
+    x = spread_values(200, 3, -60, -34)
+    toward, away = neighbours(x, jnp.float16)
+    for v, lo, hi in zip(x, toward, away):
+        fraction = (abs(Fraction(float(v))) - abs(Fraction(lo))) / abs(Fraction(hi) - Fraction(lo))
+        p_up = Fraction(math.floor(fraction * 2 ** 32), 2 ** 32)
+        bias = abs((p_up - fraction) * (Fraction(hi) - Fraction(lo)))
+        assert bias < Fraction(1, 2 ** 56)
+
+
+# ---------------------------------------------------------------------------------------------
+# statistical tests with the real PRNG
+# ---------------------------------------------------------------------------------------------
+#: false-failure probability of each z-test below (two-sided), and its threshold
+ALPHA = 1e-6
+Z_THRESHOLD = statistics.NormalDist().inv_cdf(1 - ALPHA / 2)       # 4.89
+N_SAMPLES = 1 << 20
+#: round-up probabilities tested (one input value each, built exactly)
+FRACTIONS = (1 / 1024, 0.1, 0.3, 0.5, 0.77, 0.999)
+
+
+def value_with_fraction(base: float, fraction: float, dtype) -> float:
+    """A float32 just above ``base`` (representable in ``dtype``) by ``fraction`` of its gap, on the float32 grid."""
+    base = np.float32(base)
+    toward, away = neighbours(np.float32([base * (1 + 2 ** -20)]), dtype)
+    assert toward[0] == base
+    return float(np.float32(float(base) + fraction * (away[0] - float(base))))
+
+
+def z_score(samples: np.ndarray, x: float, toward: float, away: float) -> float:
+    """z of the mean rounding error, under H0: each sample is ``away`` with probability p = (x - toward)/gap."""
+    gap = away - toward
+    p = (x - toward) / gap
+    errors = samples.astype(np.float64) - x
+    sd_of_mean = abs(gap) * math.sqrt(p * (1 - p) / len(samples))
+    return float(np.mean(errors) / sd_of_mean)
+
+
+@pytest.mark.parametrize('dtype', NARROW, ids=['bfloat16', 'float16'])
+def test_mean_error_z_test(dtype):
+    # H0: E[round(x)] = x. Under H0 each rounding error is (gap) * (Bernoulli(p) - p) with p known,
+    # so the mean of N = 2^20 errors has standard deviation gap * sqrt(p (1 - p) / N), and
+    # |z| > 4.89 has probability 1e-6 (normal approximation; N p >= 1024 events in the rarest case).
+    # Six probabilities x two signs: the whole test fails falsely with probability <= 12e-6 (Bonferroni).
+    key = jax.random.key(20261201)
+    for k, fraction in enumerate(FRACTIONS):
+        for sign in (1.0, -1.0):
+            x = sign * value_with_fraction(1.5, fraction, dtype)
+            toward, away = neighbours(np.float32([x]), dtype)
+            sample_key = jax.random.fold_in(key, 2 * k + (sign < 0))
+            samples = stochastic_round(jnp.full(N_SAMPLES, x, jnp.float32), dtype, sample_key)
+            samples = np.asarray(samples.astype(jnp.float32))
+            assert set(np.unique(samples)) <= {toward[0], away[0]}
+            z = z_score(samples, float(np.float32(x)), toward[0], away[0])
+            assert abs(z) < Z_THRESHOLD, (fraction, sign, z)
+
+
+@pytest.mark.parametrize('dtype', NARROW, ids=['bfloat16', 'float16'])
+def test_the_z_test_rejects_round_to_nearest_and_truncation(dtype):
+    # The same statistic on biased roundings is far beyond the threshold (the test has power).
+    x = value_with_fraction(1.5, 0.3, dtype)
+    toward, away = neighbours(np.float32([x]), dtype)
+    nearest = np.full(N_SAMPLES, float(jnp.asarray(x).astype(dtype).astype(jnp.float32)))
+    truncated = np.full(N_SAMPLES, toward[0])
+    for biased in (nearest, truncated):
+        assert abs(z_score(biased, float(np.float32(x)), toward[0], away[0])) > 100 * Z_THRESHOLD
+
+
+#: false-failure probability of the distribution-free test below
+ALPHA_HOEFFDING = 1e-9
+
+
+def hoeffding_bound(n: int, alpha: float) -> float:
+    """t with P(|mean of n independent [a, a+1]-valued zero-mean variables| >= t) <= alpha (Hoeffding)."""
+    return math.sqrt(math.log(2 / alpha) / (2 * n))
+
+
+@pytest.mark.parametrize('dtype', NARROW, ids=['bfloat16', 'float16'])
+def test_mean_relative_error_over_every_magnitude_hoeffding(dtype):
+    # 2^20 inputs of both signs across the dtype's range (float16: normal and subnormal), each rounded
+    # once. The error divided by its gap, e = (round(x) - x) / gap, lies in [-p, 1 - p] (an interval
+    # of length 1) and has mean 0 under H0, so by Hoeffding's inequality its average exceeds
+    # t = sqrt(ln(2/alpha) / 2N) = 0.0032 with probability <= alpha = 1e-9, whatever the p's are.
+    # Round-to-nearest's average relative error on the same inputs is checked to be far above t.
+    lo_exp, hi_exp = (-120, 120) if dtype is jnp.bfloat16 else (-24, 15)
+    x = spread_values(N_SAMPLES, 4, lo_exp, hi_exp)
+    toward, away = neighbours(x, dtype)
+    keep = np.isfinite(away)
+    x, toward, away = x[keep], toward[keep], away[keep]
+    gap = np.abs(away - toward)
+    rounded = np.asarray(stochastic_round(jnp.asarray(x), dtype, jax.random.key(7)).astype(jnp.float32),
+                         np.float64)
+    # signed toward "away from zero", so the test sees a bias toward either neighbour
+    relative = (np.abs(rounded) - np.abs(x.astype(np.float64))) / gap
+    t = hoeffding_bound(len(x), ALPHA_HOEFFDING)
+    assert t < 0.005
+    assert abs(float(np.mean(relative))) < t
+    nearest = np.asarray(jnp.asarray(x).astype(dtype).astype(jnp.float32), np.float64)
+    relative_nearest = (np.abs(nearest) - np.abs(x.astype(np.float64))) / gap
+    truncated = (np.abs(toward) - np.abs(x.astype(np.float64))) / gap
+    # round-to-nearest is unbiased only on average over uniform fractions; its error is not zero-mean
+    # given x: its mean |error| is ~1/4 of a gap, stochastic rounding's ~1/3 with zero mean.
+    assert abs(float(np.mean(truncated))) > 100 * t
+    assert float(np.mean(np.abs(relative_nearest))) < float(np.mean(np.abs(relative)))
+
+
+# ---------------------------------------------------------------------------------------------
+# determinism
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('dtype', NARROW, ids=['bfloat16', 'float16'])
+def test_equal_keys_give_equal_results_different_keys_differ(dtype):
+    x = jnp.asarray(spread_values(4096, 5, -8, 8))
+    a = stochastic_round(x, dtype, jax.random.key(1))
+    b = stochastic_round(x, dtype, jax.random.key(1))
+    c = stochastic_round(x, dtype, jax.random.key(2))
+    assert np.array_equal(np.asarray(a.astype(jnp.float32)), np.asarray(b.astype(jnp.float32)))
+    differ = np.mean(np.asarray(a.astype(jnp.float32)) != np.asarray(c.astype(jnp.float32)))
+    assert 0.2 < differ < 0.8          # each element differs with probability 2p(1-p); p uniform: 1/3 on average
+
+
+def test_the_same_under_jit():
+    x = jnp.asarray(spread_values(1000, 6, -8, 8))
+    key = jax.random.key(3)
+    for dtype in NARROW:
+        eager = stochastic_round(x, dtype, key)
+        traced = jax.jit(lambda v, k: stochastic_round(v, dtype, k))(x, key)
+        assert np.array_equal(np.asarray(eager.astype(jnp.float32)), np.asarray(traced.astype(jnp.float32)))
+
+
+# ---------------------------------------------------------------------------------------------
+# edge cases
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('dtype', NARROW, ids=['bfloat16', 'float16'])
+def test_non_finite_inputs_round_as_round_to_nearest(dtype):
+    x = jnp.array([np.nan, -np.nan, np.inf, -np.inf], jnp.float32)
+    for bits_value in (0, 2 ** 16 - 1):
+        out = stochastic_round_with_bits(x, dtype, jnp.full(x.shape, bits_value,
+                                                            jnp.uint16 if dtype is jnp.bfloat16 else jnp.uint32))
+        out = np.asarray(out.astype(jnp.float32))
+        assert np.isnan(out[:2]).all() and out[2] == np.inf and out[3] == -np.inf
+
+
+@pytest.mark.parametrize('dtype', NARROW, ids=['bfloat16', 'float16'])
+def test_the_largest_finite_value_never_rounds_up_to_infinity(dtype):
+    # Between the largest finite value and round-to-nearest's overflow threshold (largest + half an
+    # ulp), round-to-nearest gives the largest value; stochastic rounding rounds down to it too
+    # (it never creates an infinity round-to-nearest would not). At and beyond the threshold both
+    # overflow.
+    largest = float(jnp.finfo(dtype).max)
+    half_ulp = 2.0 ** (math.floor(math.log2(largest)) - jnp.finfo(dtype).nmant - 1)
+    inside = np.float32([largest, np.nextafter(np.float32(largest), np.float32(np.inf)),
+                         np.float32(largest + 0.99 * half_ulp)])
+    assert np.isfinite(np.asarray(jnp.asarray(inside).astype(dtype).astype(jnp.float32))).all()
+    beyond = np.float32([largest + half_ulp, largest * 1.01 if dtype is jnp.float16 else 3.4e38])
+    for sign in (1.0, -1.0):
+        for key in range(20):
+            out = np.asarray(stochastic_round(jnp.asarray(sign * inside), dtype, jax.random.key(key))
+                             .astype(jnp.float32))
+            assert np.array_equal(out, np.float32(sign * largest) * np.ones(3))
+        out = np.asarray(stochastic_round(jnp.asarray(sign * beyond), dtype, jax.random.key(0)).astype(jnp.float32))
+        nearest = np.asarray(jnp.asarray(sign * beyond).astype(dtype).astype(jnp.float32))
+        assert np.array_equal(out, nearest) and np.isinf(out).all()
+
+
+@pytest.mark.parametrize('dtype', NARROW, ids=['bfloat16', 'float16'])
+def test_representable_values_and_signed_zeros_are_unchanged(dtype):
+    rng = np.random.default_rng(8)
+    x = jnp.asarray(rng.standard_normal(1000).astype(np.float32)).astype(dtype).astype(jnp.float32)
+    x = jnp.concatenate([x, jnp.array([0.0, -0.0], jnp.float32)])
+    for key in range(5):
+        out = stochastic_round(x, dtype, jax.random.key(key))
+        assert out.dtype == jnp.dtype(dtype)
+        assert np.array_equal(np.asarray(out.astype(jnp.float32)), np.asarray(x))
+    assert np.signbit(np.asarray(out[-1].astype(jnp.float32))) and not np.signbit(np.asarray(out[-2].astype(jnp.float32)))
+
+
+def test_float32_target_is_a_no_op_and_narrow_inputs_are_refused():
+    x = jnp.asarray(spread_values(100, 9, -8, 8))
+    out = stochastic_round(x, jnp.float32, jax.random.key(0))
+    assert out.dtype == jnp.float32 and np.array_equal(np.asarray(out), np.asarray(x))
+    assert precision.random_bits_per_element(jnp.float32) == 0
+    with pytest.raises(TypeError, match='float32'):
+        stochastic_round(x.astype(jnp.bfloat16), jnp.bfloat16, jax.random.key(0))
+
+
+def test_a_quantity_keeps_its_unit_and_its_mantissa_is_rounded():
+    x = jnp.asarray(spread_values(64, 10, -4, 4)) * u.mV
+    out = stochastic_round(x, jnp.bfloat16, jax.random.key(0))
+    assert isinstance(out, u.Quantity) and out.unit == u.mV
+    plain = stochastic_round(x.mantissa, jnp.bfloat16, jax.random.key(0))
+    assert np.array_equal(np.asarray(out.mantissa.astype(jnp.float32)), np.asarray(plain.astype(jnp.float32)))
+
+
+# ---------------------------------------------------------------------------------------------
+# dtype checks and buffer-dtype resolution
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('value', [jnp.bfloat16, 'bfloat16', np.dtype('float16'), jnp.float32])
+def test_check_buffer_dtype_accepts_float_dtypes(value):
+    assert precision.check_buffer_dtype('mu_dtype', value) == jnp.dtype(value).name
+
+
+@pytest.mark.parametrize('value, error, message', [
+    ('int8', ValueError, "mu_dtype must be one of bfloat16, float16, float32, float64"),
+    (jnp.complex64, ValueError, 'floating-point'),
+    (bool, ValueError, 'floating-point'),
+    (True, TypeError, 'must be a dtype'),
+    ('float8_e4m3fn', ValueError, 'floating-point'),
+    ('bfloat', TypeError, 'must be a dtype'),
+    (3, TypeError, 'must be a dtype'),
+])
+def test_check_buffer_dtype_refuses_with_a_clear_error(value, error, message):
+    with pytest.raises(error, match=message):
+        precision.check_buffer_dtype('mu_dtype', value)
+
+
+def test_float64_buffers_need_x64():
+    if jax.config.jax_enable_x64:
+        pytest.skip('x64 is on')
+    with pytest.raises(ValueError, match='jax_enable_x64'):
+        precision.check_buffer_dtype('nu_dtype', 'float64')
+
+
+def test_buffer_dtypes_must_be_a_dict_of_names():
+    assert precision.check_buffer_dtypes('buffer_dtypes', None) == {}
+    assert precision.check_buffer_dtypes('buffer_dtypes', {'exp_avg': jnp.bfloat16}) == {'exp_avg': 'bfloat16'}
+    with pytest.raises(TypeError, match='dict'):
+        precision.check_buffer_dtypes('buffer_dtypes', [('exp_avg', 'bfloat16')])
+    with pytest.raises(TypeError, match='buffer names'):
+        precision.check_buffer_dtypes('buffer_dtypes', {0: 'bfloat16'})
+    with pytest.raises(ValueError, match=r"buffer_dtypes\['exp_avg'\]"):
+        precision.check_buffer_dtypes('buffer_dtypes', {'exp_avg': 'int8'})
+
+
+ADAM_UNITS = {'exp_avg': (1, 0), 'exp_avg_sq': (2, 0), 'max_exp_avg_sq': (2, 0)}
+
+
+def test_mu_and_nu_select_buffers_by_their_units():
+    names = tuple(ADAM_UNITS)
+    assert precision.resolve_buffer_dtypes(ADAM_UNITS, names, {}, 'bfloat16', 'float32', 'Adam') == {
+        'exp_avg': 'bfloat16', 'exp_avg_sq': 'float32', 'max_exp_avg_sq': 'float32'}
+    assert precision.resolve_buffer_dtypes(ADAM_UNITS, names, {'max_exp_avg_sq': 'bfloat16'}, None, None,
+                                           'Adam') == {'max_exp_avg_sq': 'bfloat16'}
+    # Adadelta's accumulated squared updates are in the parameter's unit squared: neither mu nor nu
+    assert precision.resolve_buffer_dtypes({'square_avg': (2, 0), 'acc_delta': (0, 2)},
+                                           ('square_avg', 'acc_delta'), {}, 'bfloat16', 'bfloat16',
+                                           'Adadelta') == {'square_avg': 'bfloat16'}
+
+
+def test_unknown_buffer_names_and_conflicts_are_refused():
+    names = tuple(ADAM_UNITS)
+    with pytest.raises(ValueError, match=r"'momentum_buffer', which this rule does not keep \(its buffers: "
+                                         r"'exp_avg', 'exp_avg_sq', 'max_exp_avg_sq'\)"):
+        precision.resolve_buffer_dtypes(ADAM_UNITS, names, {'momentum_buffer': 'bfloat16'}, None, None, 'Adam')
+    with pytest.raises(ValueError, match=r"buffer 'exp_avg' is given two dtypes: mu_dtype=bfloat16, "
+                                         r"buffer_dtypes\['exp_avg'\]=float16"):
+        precision.resolve_buffer_dtypes(ADAM_UNITS, names, {'exp_avg': 'float16'}, 'bfloat16', None, 'Adam')
+    # the same dtype twice is no conflict
+    assert precision.resolve_buffer_dtypes(ADAM_UNITS, names, {'exp_avg': 'bfloat16'}, 'bfloat16', None,
+                                           'Adam') == {'exp_avg': 'bfloat16'}
