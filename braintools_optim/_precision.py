@@ -54,7 +54,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -179,6 +179,85 @@ def resolve_buffer_dtypes(buffer_units: Mapping[str, Tuple[int, int]], buffer_na
         if wanted:
             out[name] = next(iter(wanted.values()))
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# a parameter group's precision options
+# ---------------------------------------------------------------------------------------------
+#: the options, as a parameter group (or the constructor) spells them, and their defaults
+PRECISION_OPTIONS: Dict[str, Any] = dict(stochastic_round=False, master_weights=False, buffer_dtypes=None,
+                                         mu_dtype=None, nu_dtype=None)
+
+
+class GroupPrecision(NamedTuple):
+    """One parameter group's precision options, checked (``docs/precision.md``).
+
+    ``buffer_dtypes`` is kept as sorted ``(name, dtype name)`` pairs so the
+    object is hashable and compares by value.
+
+    >>> p = GroupPrecision.checked({'mu_dtype': jnp.bfloat16}, GroupPrecision(), 'Adam')
+    >>> p.active, p.mu_dtype
+    (True, 'bfloat16')
+    >>> GroupPrecision().active
+    False
+    """
+
+    stochastic_round: bool = False
+    master_weights: bool = False
+    buffer_dtypes: Tuple[Tuple[str, str], ...] = ()
+    mu_dtype: Optional[str] = None
+    nu_dtype: Optional[str] = None
+
+    @classmethod
+    def checked(cls, values: Mapping[str, Any], base: 'GroupPrecision', where: str) -> 'GroupPrecision':
+        """``base`` with the options given in ``values`` (only :data:`PRECISION_OPTIONS` keys are read)."""
+        out = base._asdict()
+        for name in ('stochastic_round', 'master_weights'):
+            if name in values:
+                out[name] = check_flag(f"{where}: {name}", values[name])
+        for name in ('mu_dtype', 'nu_dtype'):
+            if name in values:
+                out[name] = check_buffer_dtype(f"{where}: {name}", values[name])
+        if 'buffer_dtypes' in values:
+            out['buffer_dtypes'] = tuple(sorted(check_buffer_dtypes(f"{where}: buffer_dtypes",
+                                                                    values['buffer_dtypes']).items()))
+        return cls(**out)
+
+    @property
+    def active(self) -> bool:
+        """Whether any option is set: the group's narrow parameters then compute in float32."""
+        return bool(self.stochastic_round or self.master_weights or self.buffer_dtypes
+                    or self.mu_dtype or self.nu_dtype)
+
+    def without_buffer_names(self) -> 'GroupPrecision':
+        """The options a group running another algorithm inherits (buffer names are the algorithm's own)."""
+        return self._replace(buffer_dtypes=())
+
+    def storage_dtypes(self, buffer_units, buffer_names, param_dtype: Any, where: str) -> Dict[str, str]:
+        """Each buffer's storage dtype for a parameter of ``param_dtype`` (every buffer named).
+
+        Unless set (``buffer_dtypes``, ``mu_dtype``, ``nu_dtype``), a buffer is
+        stored in the dtype of the values the rule acts on: the float32 master
+        copy for a narrow parameter with ``master_weights``, the parameter's
+        own dtype otherwise.
+        """
+        default = dtype_name(compute_dtype(param_dtype) if self.master_weights and is_narrow(param_dtype)
+                             else param_dtype)
+        chosen = resolve_buffer_dtypes(buffer_units, buffer_names, dict(self.buffer_dtypes), self.mu_dtype,
+                                       self.nu_dtype, where)
+        return {name: chosen.get(name, default) for name in buffer_names}
+
+    def record(self) -> Dict[str, Any]:
+        """Plain values, for checkpoints and ``param_groups`` (dtypes as names)."""
+        return {'stochastic_round': self.stochastic_round, 'master_weights': self.master_weights,
+                'buffer_dtypes': dict(self.buffer_dtypes), 'mu_dtype': self.mu_dtype, 'nu_dtype': self.nu_dtype}
+
+    def describe(self) -> str:
+        """A short text for ``describe_groups`` (empty when nothing is set)."""
+        parts = [name for name in ('stochastic_round', 'master_weights') if getattr(self, name)]
+        parts += [f"{name}={getattr(self, name)}" for name in ('mu_dtype', 'nu_dtype') if getattr(self, name)]
+        parts += [f"{name}:{dtype}" for name, dtype in self.buffer_dtypes]
+        return ', '.join(parts)
 
 
 # ---------------------------------------------------------------------------------------------

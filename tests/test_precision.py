@@ -378,3 +378,36 @@ def test_unknown_buffer_names_and_conflicts_are_refused():
     # the same dtype twice is no conflict
     assert precision.resolve_buffer_dtypes(ADAM_UNITS, names, {'exp_avg': 'bfloat16'}, 'bfloat16', None,
                                            'Adam') == {'exp_avg': 'bfloat16'}
+
+
+# ---------------------------------------------------------------------------------------------
+# a group's options
+# ---------------------------------------------------------------------------------------------
+def test_group_precision_checks_and_inherits():
+    base = precision.GroupPrecision.checked({'stochastic_round': True, 'mu_dtype': 'bfloat16',
+                                             'buffer_dtypes': {'exp_avg_sq': jnp.float32}},
+                                            precision.GroupPrecision(), 'Adam')
+    assert base == precision.GroupPrecision(True, False, (('exp_avg_sq', 'float32'),), 'bfloat16', None)
+    group = precision.GroupPrecision.checked({'master_weights': True}, base, 'group 1')
+    assert group.stochastic_round and group.master_weights and group.mu_dtype == 'bfloat16'
+    assert group.without_buffer_names().buffer_dtypes == ()
+    assert base.record() == {'stochastic_round': True, 'master_weights': False,
+                             'buffer_dtypes': {'exp_avg_sq': 'float32'}, 'mu_dtype': 'bfloat16', 'nu_dtype': None}
+    assert base.describe() == 'stochastic_round, mu_dtype=bfloat16, exp_avg_sq:float32'
+    with pytest.raises(TypeError, match="group 1: stochastic_round must be True or False"):
+        precision.GroupPrecision.checked({'stochastic_round': 1}, base, 'group 1')
+    with pytest.raises(ValueError, match="group 1: nu_dtype must be one of"):
+        precision.GroupPrecision.checked({'nu_dtype': 'int8'}, base, 'group 1')
+
+
+def test_storage_dtypes_default_to_what_the_rule_acts_on():
+    names = ('exp_avg', 'exp_avg_sq')
+    sr = precision.GroupPrecision(stochastic_round=True)
+    assert sr.storage_dtypes(ADAM_UNITS, names, jnp.bfloat16, 'Adam') == {'exp_avg': 'bfloat16',
+                                                                          'exp_avg_sq': 'bfloat16'}
+    master = precision.GroupPrecision(master_weights=True, mu_dtype='bfloat16')
+    assert master.storage_dtypes(ADAM_UNITS, names, jnp.bfloat16, 'Adam') == {'exp_avg': 'bfloat16',
+                                                                              'exp_avg_sq': 'float32'}
+    # a float32 parameter has no master copy: its buffers stay float32 unless set
+    assert master.storage_dtypes(ADAM_UNITS, names, jnp.float32, 'Adam') == {'exp_avg': 'bfloat16',
+                                                                             'exp_avg_sq': 'float32'}
