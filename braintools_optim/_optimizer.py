@@ -38,6 +38,7 @@ from . import _checks as checks
 from . import _checkpointing, _copying, _ensemble
 from . import _groups
 from . import _keys
+from . import _mixed
 from . import _sharding
 from . import _units
 from . import gradient_processing as gp
@@ -49,8 +50,10 @@ from ._gradients import check_gradients, gradient_mantissas, split_gradients
 from ._guards import StepGuards
 from ._hyper import Hyper, Settings, check_values, resolve_aliases
 from ._lr import FloatLR, LearningRates, cycles_momentum, is_scheduler
+from ._precision import PRECISION_OPTIONS, GroupPrecision
 from ._registry import ParamDict, ParamRegistry
-from ._storage import GroupStorage, OptimizerState, initial_buffers, make_layout
+from ._rng import StepKeys, check_seed
+from ._storage import MASTER, GroupStorage, OptimizerState, initial_buffers, make_layout
 from .rules._base import UpdateRule
 
 #: where weight decay acts: ``'coupled'`` (L2 added to the gradient before the rule),
@@ -68,7 +71,7 @@ ENGINE_OPTIONS: Dict[str, Any] = dict(
     grad_clip_norm=None, grad_clip_value=None, param_clip_value=None, rescale_grad=1.0,
     skip_nonfinite=False, max_consecutive_skips=None, accumulate_steps=1, accumulate_mean=True,
     schedule_per_update=False, decoupled_decay_scale=None, fused=None, param_groups=None,
-    weight_decay_mask=None, unmatched='default', shard_state=None,
+    weight_decay_mask=None, unmatched='default', shard_state=None, seed=0,
 )
 
 INT32_MAX = 2 ** 31 - 1
@@ -154,6 +157,17 @@ class Optimizer(brainstate.graph.Node):
             bias), or any selector; the others get no decay.
         unmatched: what happens to a parameter no declared group selects:
             ``'default'`` (the optimizer's own settings), ``'freeze'`` or ``'error'``.
+        stochastic_round: round each new bfloat16/float16 parameter to its dtype
+            stochastically, without bias, instead of to nearest (neon's
+            ``stochastic_round``); a no-op for float32 parameters. Per group too.
+        master_weights: keep a float32 copy of each bfloat16/float16 parameter in
+            optimizer State; the update acts on it and the parameter is written
+            as its rounding (MXNet's ``multi_precision``). Per group too.
+        buffer_dtypes: ``{buffer name: dtype}``, the storage dtype of chosen
+            buffers (``{'exp_avg': 'bfloat16'}``); arithmetic stays float32.
+        mu_dtype, nu_dtype: the storage dtype of every first-moment /
+            second-moment buffer. Per group too; see ``docs/precision.md``.
+        seed: seed of the PRNG key stochastic rounding draws from (kept in State).
     """
 
     #: the algorithm's hyper-parameters (name -> :class:`Hyper`); subclasses declare theirs
@@ -185,6 +199,8 @@ class Optimizer(brainstate.graph.Node):
         if cls.weight_decay_mode not in WEIGHT_DECAY_MODES:
             raise TypeError(f"{cls.__name__}.weight_decay_mode must be one of {WEIGHT_DECAY_MODES}")
         options = {name: arguments.pop(name, default) for name, default in ENGINE_OPTIONS.items()}
+        precision = GroupPrecision.checked({name: arguments.pop(name) for name in PRECISION_OPTIONS
+                                            if name in arguments}, GroupPrecision(), cls.__name__)
         settings = self._checked_settings(arguments)
         self._options = self._checked_options(options)
         if self._options['fused'] and not (cls._compute_updates is Optimizer._compute_updates
@@ -202,8 +218,11 @@ class Optimizer(brainstate.graph.Node):
         self._lr = LearningRates(name, self._check_lr_source(lr, 'lr'))
         self._groups: List[_groups.Group] = []
         self._groups.append(_groups.Group(0, 'default', None, cls, settings, None,
-                                          checks.non_negative('weight_decay', weight_decay)))
+                                          checks.non_negative('weight_decay', weight_decay), precision=precision))
         self._check_cycling(self._groups[0])
+        self._check_precision(self._groups[0])
+        self._keys: Optional[StepKeys] = None             # the PRNG key of stochastic rounding, when a group asks
+        self._sync_keys()
         self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
         self._decay = WeightDecays(name, self._groups[0].weight_decay)
         self._guards = StepGuards(name, skip_nonfinite=self._options['skip_nonfinite'],
@@ -267,6 +286,7 @@ class Optimizer(brainstate.graph.Node):
         if options['fused'] not in (None, True, False) or type(options['fused']) not in (type(None), bool):
             raise TypeError(f"fused must be None, True or False, got {options['fused']!r}")
         out['shard_state'] = _sharding.parse_shard_state(options['shard_state'])
+        out['seed'] = check_seed(options['seed'])
         if options['unmatched'] not in _groups.UNMATCHED:
             raise ValueError(f"unmatched must be one of {_groups.UNMATCHED}, got {options['unmatched']!r}")
         if options['param_groups'] is not None and not isinstance(options['param_groups'], (list, tuple)):
@@ -372,6 +392,27 @@ class Optimizer(brainstate.graph.Node):
             if message:
                 raise ValueError(message)
 
+    def _check_precision(self, group) -> None:
+        """Refuse precision options the group's algorithm cannot honour (before anything changes)."""
+        precision = group.precision
+        if not precision.active:
+            return
+        where = (f"{group.algorithm.__name__}" if group.index == 0 else
+                 f"parameter group {group.name!r} ({group.algorithm.__name__})")
+        own_step = type(self)._compute_updates is not Optimizer._compute_updates
+        if own_step and (precision.buffer_dtypes or precision.mu_dtype or precision.nu_dtype):
+            raise ValueError(f"{where}: {type(self).__name__} runs a step of its own, which reads its buffers "
+                             f"itself; buffer_dtypes, mu_dtype and nu_dtype apply to the engine's step only "
+                             f"(stochastic_round and master_weights work here)")
+        rule = self._init_rule(group)
+        precision.storage_dtypes(rule.buffer_units, rule.buffer_names, jnp.float32, where)   # names, conflicts
+
+    def _sync_keys(self) -> None:
+        """Create the PRNG key State once a group asks for stochastic rounding."""
+        if self._keys is None and any(group.precision.stochastic_round for group in self._groups):
+            self._keys = StepKeys(type(self).__name__, self._options['seed'])
+            self._compiled_step = None
+
     # ------------------------------------------------------------------ groups
     @property
     def _default_group(self) -> _groups.Group:
@@ -399,8 +440,10 @@ class Optimizer(brainstate.graph.Node):
         ``momentum``, ...), ``optimizer`` (another algorithm: a class, or an
         unregistered instance whose settings are the starting point),
         ``lr_mult``/``wd_mult`` (MXNet multipliers), ``frozen=True`` (never
-        updated, no buffers), ``name``, ``allow_empty``. Left-out settings are
-        the optimizer's own (or the template's).
+        updated, no buffers), ``name``, ``allow_empty``, the precision options
+        ``stochastic_round``, ``master_weights``, ``buffer_dtypes``, ``mu_dtype``,
+        ``nu_dtype`` (``docs/precision.md``). Left-out settings are the
+        optimizer's own (or the template's).
         """
         self._check_not_traced()
         spec = dict(settings)
@@ -422,6 +465,7 @@ class Optimizer(brainstate.graph.Node):
         try:
             self._lr.add_group(group.lr)
             self._check_cycling(group)
+            self._check_precision(group)
             self._decay.add(group.weight_decay)
             self._reassign(new_states=group.selector.states)
         except Exception:
@@ -432,6 +476,7 @@ class Optimizer(brainstate.graph.Node):
                 self._lr.pop_group()
             self._reassign()
             raise
+        self._sync_keys()
         return self
 
     def set_lr_mult(self, multipliers: Dict[Any, float]) -> None:
@@ -688,6 +733,10 @@ class Optimizer(brainstate.graph.Node):
                 for i, value in zip(storage.members, storage.values(name)):
                     if i < len(old_membership) and old_membership[i] == g:
                         old_values.setdefault(i, {})[name] = value
+            if storage.master is not None:
+                for i, value in zip(storage.master.members, storage.master.values(MASTER)):
+                    if i < len(old_membership) and old_membership[i] == g:
+                        old_values.setdefault(i, {})[MASTER] = value
         new_storage: Dict[int, GroupStorage] = {}
         for group in self._groups:
             members = [i for i, g in enumerate(self._membership) if g == group.index]
@@ -700,14 +749,48 @@ class Optimizer(brainstate.graph.Node):
                                  [self._step_offsets[i] for i in members], ids)
             layout, placement = _sharding.plan(layout, mantissas, self._options['shard_state'])
             storage = GroupStorage(type(self).__name__, group.index, members, rule.buffer_names, layout, placement)
+            plan = self._precision_plan(group, rule, members, mantissas, layout, ids, old_values)
+            storage.plan, storage.master = plan if plan is not None else (None, None)
             for name in rule.buffer_names:
                 values = []
-                for i, mantissa in zip(members, mantissas):
+                for k, (i, mantissa) in enumerate(zip(members, mantissas)):
                     kept = old_values.get(i, {}).get(name)
-                    values.append(kept if kept is not None else initial_buffers(rule, mantissa)[name])
+                    values.append(kept if kept is not None else self._initial_buffers(storage, rule, k, mantissa)[name])
                 storage.set_values(name, values)
             new_storage[group.index] = storage
         self._storage = new_storage
+
+    def _precision_plan(self, group, rule, members, mantissas, layout, ids, old_values):
+        """``(plan, master storage or None)`` of a group with precision options; ``None`` without."""
+        if not group.precision.active:
+            return None
+        plan = _mixed.Plan(group.index, group.precision, rule, [m.dtype for m in mantissas], layout,
+                           f"parameter group {group.name!r}")
+        if not plan.master_members:
+            return plan, None
+        subset = plan.master_members
+        sub_members = [members[k] for k in subset]
+        sub_mantissas = [mantissas[k] for k in subset]
+        sub_layout = make_layout(self._group_fuse(group), rule.elementwise, sub_mantissas,
+                                 [self._step_offsets[i] for i in sub_members], [ids[k] for k in subset])
+        sub_layout, sub_placement = _sharding.plan(sub_layout, sub_mantissas, self._options['shard_state'])
+        master = GroupStorage(type(self).__name__, group.index, sub_members, (MASTER,), sub_layout, sub_placement)
+        plan.link_master(sub_layout, subset)
+        values = []
+        for k, i, mantissa in zip(subset, sub_members, sub_mantissas):
+            kept = old_values.get(i, {}).get(MASTER)
+            values.append(kept if kept is not None else jnp.asarray(mantissa).astype(plan.compute_dtypes[k]))
+        master.set_values(MASTER, values)
+        return plan, master
+
+    @staticmethod
+    def _initial_buffers(storage, rule, k: int, mantissa) -> Dict[str, jax.Array]:
+        """Fresh buffers of member ``k`` of ``storage``: from the values the rule acts on, in their storage dtypes."""
+        plan = storage.plan
+        if plan is None:
+            return initial_buffers(rule, mantissa)
+        # a fresh master copy is the parameter cast up: the same values
+        return plan.initial(k, initial_buffers(rule, jnp.asarray(mantissa).astype(plan.compute_dtypes[k])))
 
     def reinitialize(self, *keys) -> None:
         """Restart the optimizer state of the parameters of these State keys (all if none given).
@@ -963,29 +1046,38 @@ class Optimizer(brainstate.graph.Node):
         lrs = self._group_lr_values()
         step = self.step_count.value
         count = jnp.where(step < INT32_MAX, step + 1, step)         # saturates instead of wrapping
-        processed = self._process_gradients(grads_for_step, params)
+        # groups with a precision option act on float32 values (master copies, or cast up): _mixed
+        working_params, working_grads = _mixed.working(self._storage, trainable, params, grads_for_step, count)
+        processed = self._process_gradients(working_grads, working_params)
         old_stored = {g: storage.stored() for g, storage in self._storage.items()}
-        new_params, new_stored, new_extra = self._compute_updates(processed, params, lrs, count, extra)
+        new_params, new_stored, new_extra = self._compute_updates(processed, working_params, lrs, count, extra)
+        new_params, new_stored = _mixed.finish_members(self, new_params, new_stored)
+        new_key = None if self._keys is None else StepKeys.split(self._keys.state.value)[1]
 
         if apply is not None:
             keep = lambda new, old: jnp.where(apply, new, old)
             new_params = [keep(n, o) for n, o in zip(new_params, params)]
-            new_stored = {g: jax.tree.map(keep, new_stored[g], old_stored[g]) for g in new_stored}
+            new_stored = {g: {name: jax.tree.map(keep, value, old_stored[g][name]) for name, value in stored.items()}
+                          for g, stored in new_stored.items()}
             new_extra = {name: jax.tree.map(keep, value, self._extra_states()[name].value)
                          for name, value in new_extra.items()}
             count = keep(count, step)
+            if new_key is not None:
+                new_key = keep(new_key, self._keys.state.value)
         if finite is not None:
             self._guards.count_skips(finite, is_real)
 
         # Everything is computed: now write (each value kept in its sharding, see _sharding).
         new_params = _sharding.constrain_params(self._storage, trainable, new_params)
-        new_stored = {g: {name: self._storage[g].placed(value) for name, value in stored.items()}
+        new_stored = {g: {name: self._storage[g].placed_as(name, value) for name, value in stored.items()}
                       for g, stored in new_stored.items()}
         for i, value, unit in zip(trainable, new_params, units):
             params_meta[i].handle.value = _units.merge(value, unit)
         for g, stored in new_stored.items():
             for name, value in stored.items():
-                self._storage[g].states[name].value = value
+                self._storage[g].write(name, value)
+        if new_key is not None:
+            self._keys.state.value = new_key
         extra_states = self._extra_states()
         for name, value in new_extra.items():
             extra_states[name].value = value
@@ -1045,16 +1137,30 @@ class Optimizer(brainstate.graph.Node):
             member_grads = [grads[position[i]] for i in members]
             member_params = [params[position[i]] for i in members]
             layout = storage.layout
+            plan = storage.plan           # precision options: each slot's new parameters computed and rounded here
+            key = _mixed.step_key(self._keys) if plan is not None and plan.any_stochastic else None
+            masters = {}
             if storage.fused:
                 flat_grads = layout.pack(member_grads)
                 flat_params = layout.pack(member_params)     # dead code unless the rule reads it
+                if storage.master is not None:               # the same values, already flat
+                    flat_params = [storage.master.states[MASTER].value[plan.master_slot[b]]
+                                   if b in plan.master_slot else flat for b, flat in enumerate(flat_params)]
                 deltas, stored = [], {name: [] for name in storage.states}
                 for b, bucket in enumerate(layout.buckets):
                     own_count = count - bucket.step_offset if bucket.step_offset else count
                     lr = lrs[g] * classes[bucket.group][0] if classes[bucket.group][0] != 1.0 else lrs[g]
                     buffers = {name: storage.states[name].value[b] for name in storage.states}
+                    if plan is not None:
+                        buffers = plan.load(b, buffers)
                     delta, updated = rules[bucket.group].update(flat_grads[b], buffers, flat_params[b], lr,
                                                                 own_count)
+                    if plan is not None:
+                        updated = plan.store(b, updated)
+                        new = self._apply_delta(flat_params[b], delta, group, lrs[g], classes[bucket.group])
+                        delta, master = plan.finish(b, new, key, b)      # the new parameters, in their dtype
+                        if master is not None:
+                            masters[plan.master_slot[b]] = master
                     deltas.append(delta)
                     for name in storage.states:
                         stored[name].append(updated[name])
@@ -1066,13 +1172,23 @@ class Optimizer(brainstate.graph.Node):
                     own_count = count - offset if offset else count
                     lr = lrs[g] * classes[ids[k]][0] if classes[ids[k]][0] != 1.0 else lrs[g]
                     buffers = {name: storage.states[name].value[k] for name in storage.states}
+                    if plan is not None:
+                        buffers = plan.load(k, buffers)
                     delta, updated = rules[ids[k]].update(member_grads[k], buffers, member_params[k], lr, own_count)
+                    if plan is not None:
+                        updated = plan.store(k, updated)
+                        new = self._apply_delta(member_params[k], delta, group, lrs[g], self._mults[i])
+                        delta, master = plan.finish(k, new, key, k)
+                        if master is not None:
+                            masters[plan.master_slot[k]] = master
                     member_deltas.append(delta)
                     for name in storage.states:
                         stored[name].append(updated[name])
             for k, i in enumerate(members):
-                new_params[position[i]] = self._apply_delta(member_params[k], member_deltas[k], group,
-                                                            lrs[g], self._mults[i])
+                new_params[position[i]] = member_deltas[k] if plan is not None else self._apply_delta(
+                    member_params[k], member_deltas[k], group, lrs[g], self._mults[i])
+            if masters:
+                stored[MASTER] = [masters[s] for s in range(len(masters))]
             new_stored[g] = stored
         return new_params, new_stored, {}
 
@@ -1121,8 +1237,8 @@ class Optimizer(brainstate.graph.Node):
         out: Dict[str, List[Optional[jax.Array]]] = {}
         for g, storage in self._storage.items():
             rule = self._init_rule(self._groups[g])
-            for i in storage.members:
-                fresh = initial_buffers(rule, _units.split(params[i].handle.value)[0])
+            for k, i in enumerate(storage.members):
+                fresh = self._initial_buffers(storage, rule, k, _units.split(params[i].handle.value)[0])
                 for name in storage.states:
                     out.setdefault(name, [None] * len(position))[position[i]] = fresh[name]
         return out

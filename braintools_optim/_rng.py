@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from typing import Tuple
 
+import brainstate
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._copying import PlainCopy
 from ._storage import OptimizerState
 
 IMPL = 'threefry2x32'
@@ -46,8 +48,10 @@ def key_data(seed: int) -> jax.Array:
     return jax.random.key_data(jax.random.key(seed, impl=IMPL))
 
 
-class StepKeys:
+class StepKeys(PlainCopy, brainstate.graph.Node):
     """The key State and the keys derived from it within one step."""
+
+    graph_invisible_attrs = ('seed',)
 
     def __init__(self, owner: str, seed: int):
         self.seed = check_seed(seed)

@@ -6,6 +6,11 @@ value is a list of arrays, laid out by :mod:`._layout` (one flat array per
 bucket of small parameters for element-wise rules, one array per parameter
 otherwise). ``values()``/``set_values()`` convert to and from one array per
 member parameter, so checkpoints and ``opt.buffers()`` never depend on the layout.
+
+A group with a precision option (:mod:`._mixed`) also has a ``plan`` (its
+dtypes) and, with ``master_weights``, a ``master``: a storage of its own over
+the group's narrow members holding buffer :data:`MASTER` (the float32 copies);
+``stored()``, ``placed_as()`` and ``write()`` treat that buffer like the others.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ class OptimizerState(brainstate.LongTermState):
     """A State owned by an optimizer (moments, step counter, learning rate)."""
 
 
+#: the buffer name of the float32 master copies (see :mod:`._mixed`)
+MASTER = 'master'
+
+
 class GroupStorage(PlainCopy, brainstate.graph.Node):
     """The buffers of one parameter group (see the module docstring).
 
@@ -37,7 +46,7 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         layout: the :mod:`._layout` object describing how they are stored.
     """
 
-    graph_invisible_attrs = ('group', 'members', 'layout', 'placement')
+    graph_invisible_attrs = ('group', 'members', 'layout', 'placement', 'plan')
 
     def __init__(self, owner: str, group: int, members: Sequence[int], buffer_names: Sequence[str], layout,
                  placement=None):
@@ -48,6 +57,8 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         prefix = owner if group == 0 else f'{owner}.group{group}'
         self.states: Dict[str, OptimizerState] = {
             name: OptimizerState([], name=f'{prefix}.{name}') for name in buffer_names}
+        self.plan = None                  # the group's precision plan (:mod:`._mixed`), None without options
+        self.master: Optional[GroupStorage] = None     # float32 master copies of its narrow members
 
     @property
     def fused(self) -> bool:
@@ -69,7 +80,26 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         return list(stored) if self.placement is None else self.placement.place(stored)
 
     def stored(self) -> Dict[str, Any]:
-        return {name: state.value for name, state in self.states.items()}
+        """Every buffer in its stored form (the master copies under :data:`MASTER`)."""
+        out = {name: state.value for name, state in self.states.items()}
+        if self.master is not None:
+            out[MASTER] = self.master.states[MASTER].value
+        return out
+
+    def placed_as(self, name: str, stored: Sequence[jax.Array]) -> List[jax.Array]:
+        """:meth:`placed` for buffer ``name`` (the master copies follow their own layout)."""
+        return (self.master if name == MASTER else self).placed(stored)
+
+    def write(self, name: str, stored: Sequence[jax.Array]) -> None:
+        """Write buffer ``name`` (or the master copies) in its stored form, as it is."""
+        (self.master.states[MASTER] if name == MASTER else self.states[name]).value = stored
+
+    def master_values(self, runtime_scalar) -> List[jax.Array]:
+        """The master copies, one per member of ``self.master`` (traceable: cut out of the flat buckets)."""
+        master = self.master
+        stored = master.states[MASTER].value
+        scatter = getattr(master.layout, 'scatter', None)
+        return list(stored) if scatter is None else scatter(stored, runtime_scalar)
 
     def __getstate__(self):
         # a pickle carries values, not devices (jax.Device objects cannot be pickled)
