@@ -5,8 +5,7 @@ The engine stores each buffer (``exp_avg``, ``exp_avg_sq``, ...) in one
 that list holds and converts between it and one array per parameter:
 
 :class:`PerParamLayout`
-    one array per parameter, shaped like it (any rule; the only choice for
-    per-tensor rules such as Lamb or Adafactor).
+    one array per parameter, shaped like it (any rule; ``fused=False``).
 
 :class:`FlatLayout`
     one flat 1-D array per *bucket*: the parameters of one group, dtype, step
@@ -19,6 +18,10 @@ that list holds and converts between it and one array per parameter:
     devices (a partitioned sharding), get a bucket of their own in their own
     shape (no concatenation, no copy, no resharding): for big arrays the extra
     copy costs more than the bookkeeping it saves.
+
+:class:`~._stacked.StackedLayout`
+    for per-tensor rules: within each bucket, the members of one shape stacked
+    along a leading axis and the rule mapped over it (see :mod:`._stacked`).
 
 Writing the new parameters needs one slice of a flat delta per parameter. On
 XLA:CPU a slice at a constant offset is compiled into its own kernel (about
@@ -59,13 +62,13 @@ DEFAULT_MAX_FUSED_SIZE = 1 << 14
 
 
 class Bucket(NamedTuple):
-    """Parameters whose buffers share one flat array."""
+    """Parameters whose buffers share one stored array (flat, or a stack of equal shapes)."""
 
     members: Tuple[int, ...]              # parameter positions, registration order
-    offsets: Tuple[int, ...]              # start of each member in the flat array
+    offsets: Tuple[int, ...]              # start of each member in the flat array (its index in a stack)
     sizes: Tuple[int, ...]
     shapes: Tuple[Tuple[int, ...], ...]
-    group: int
+    group: int                            # multiplier class (the rule and lr the bucket runs with)
     step_offset: int
 
 
@@ -112,6 +115,11 @@ class FlatLayout:
         """One flat array per bucket (a lone parameter keeps its shape) from one per parameter (traceable)."""
         return [per_param[bucket.members[0]] if len(bucket.members) == 1 else
                 jnp.concatenate([jnp.ravel(per_param[i]) for i in bucket.members]) for bucket in self.buckets]
+
+    @staticmethod
+    def update_fn(update, bucket: Bucket):
+        """The rule's ``update`` for one bucket: an element-wise rule runs on the flat array as is."""
+        return update
 
     def unpack(self, stored: Sequence[Array]) -> List[Array]:
         """One array per parameter from the flat arrays (eager use: checkpoints, inspection)."""
