@@ -964,7 +964,7 @@ class Optimizer(brainstate.graph.Node):
         new_params, new_stored, new_extra = self._compute_updates(processed, params, lrs, count, extra)
 
         if apply is not None:
-            keep = lambda new, old: jnp.where(apply, new, old)
+            keep = lambda new, old: new if new is old else jnp.where(apply, new, old)
             new_params = [keep(n, o) for n, o in zip(new_params, params)]
             new_stored = {g: jax.tree.map(keep, new_stored[g], old_stored[g]) for g in new_stored}
             new_extra = {name: jax.tree.map(keep, value, self._extra_states()[name].value)
@@ -978,7 +978,8 @@ class Optimizer(brainstate.graph.Node):
             params_meta[i].handle.value = _units.merge(value, unit)
         for g, stored in new_stored.items():
             for name, value in stored.items():
-                self._storage[g].states[name].value = value
+                if any(new is not old for new, old in zip(value, old_stored[g][name])):   # unchanged: no copy
+                    self._storage[g].states[name].value = value
         extra_states = self._extra_states()
         for name, value in new_extra.items():
             extra_states[name].value = value

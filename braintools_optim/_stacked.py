@@ -13,14 +13,14 @@ matrix products become one batched product, instead of one kernel chain per
 parameter.
 
 :class:`StackedLayout` groups a parameter group's members into buckets keyed
-by multiplier class, dtype, step offset, placement and **shape**. As in the
-flat layout, a parameter larger than ``max_fused_size`` elements (or split
-across devices) keeps a bucket of its own, and a bucket of one member keeps
-its buffers in the parameter's own shape and calls the rule directly, exactly
-as the per-parameter layout does. New parameter values are cut out of each
-stacked update with one ``dynamic_slice`` per member at an index the compiler
-cannot constant-fold on CPU (:func:`~._layout.opaque_offsets`), so that all
-members of one shape share one compiled kernel.
+by multiplier class, dtype, step offset, placement and **shape** (at most
+``MAX_MEMBERS`` per stack). As in the flat layout, a parameter larger than
+``max_fused_size`` elements (or split across devices) keeps a bucket of its
+own, and a bucket of one member keeps its buffers in the parameter's own shape
+and calls the rule directly, exactly as the per-parameter layout does. New
+parameter values are cut out of each stacked update with one ``dynamic_slice``
+per member at an index the compiler cannot constant-fold on CPU, as in the
+flat layout (:mod:`._layout` says why that matters for compile time).
 
 The numbers are the rule's own: ``vmap`` evaluates the same formula on each
 member. Reductions inside a batched kernel may sum in another order than the
@@ -47,7 +47,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import jax
 import jax.numpy as jnp
 
-from ._layout import PARTITIONED, Bucket, opaque_offsets
+from ._layout import PARTITIONED, Bucket, concatenate, opaque_offsets, split_members
 
 Array = jax.Array
 
@@ -71,7 +71,8 @@ class StackedLayout:
             else:
                 key = (group, jnp.dtype(dtype).name, offset, placements[i], tuple(shape))
                 stacks.setdefault(key, []).append(i)
-        member_lists = sorted(list(stacks.values()) + [[i] for i in singles], key=lambda members: members[0])
+        member_lists = [part for members in stacks.values() for part in split_members(members)]
+        member_lists = sorted(member_lists + [[i] for i in singles], key=lambda members: members[0])
         self.buckets: List[Bucket] = []
         for members in member_lists:
             shape = tuple(shapes[members[0]])
@@ -82,7 +83,7 @@ class StackedLayout:
     def pack(self, per_param: Sequence[Array]) -> List[Array]:
         """One stack per bucket (a lone parameter keeps its shape) from one array per parameter (traceable)."""
         return [per_param[bucket.members[0]] if len(bucket.members) == 1 else
-                jnp.stack([per_param[i] for i in bucket.members]) for bucket in self.buckets]
+                concatenate([per_param[i][None] for i in bucket.members]) for bucket in self.buckets]
 
     def unpack(self, stored: Sequence[Array]) -> List[Array]:
         """One array per parameter from the stacks (eager use: checkpoints, inspection)."""
