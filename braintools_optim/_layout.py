@@ -100,6 +100,10 @@ class FlatLayout:
     """Buffers as flat arrays, one per bucket (see the module docstring)."""
 
     fused = True
+    #: whether the engine computes new parameters on the packed arrays and cuts them out (see
+    #: :mod:`._stacked`); here each parameter adds its slice of the flat delta, which saves a pass over
+    #: the parameters (the rule rarely reads them, so they need not be packed)
+    apply_packed = False
 
     def __init__(self, shapes: Sequence[Tuple[int, ...]], dtypes: Sequence[Any], groups: Sequence[int],
                  step_offsets: Sequence[int], max_fused_size: Optional[int] = None,

@@ -1041,9 +1041,10 @@ class Optimizer(brainstate.graph.Node):
             member_grads = [grads[position[i]] for i in members]
             member_params = [params[position[i]] for i in members]
             layout = storage.layout
+            applied = storage.fused and layout.apply_packed    # stacks: new parameters computed on the stack
             if storage.fused:
                 flat_grads = layout.pack(member_grads)
-                flat_params = layout.pack(member_params)     # dead code unless the rule reads it
+                flat_params = layout.pack(member_params)     # dead code unless the rule or decay reads it
                 deltas, stored = [], {name: [] for name in storage.states}
                 for b, bucket in enumerate(layout.buckets):
                     own_count = count - bucket.step_offset if bucket.step_offset else count
@@ -1051,10 +1052,12 @@ class Optimizer(brainstate.graph.Node):
                     buffers = {name: storage.states[name].value[b] for name in storage.states}
                     update = layout.update_fn(rules[bucket.group].update, bucket)   # vmapped over a stack
                     delta, updated = update(flat_grads[b], buffers, flat_params[b], lr, own_count)
+                    if applied:
+                        delta = self._apply_delta(flat_params[b], delta, group, lrs[g], classes[bucket.group])
                     deltas.append(delta)
                     for name in storage.states:
                         stored[name].append(updated[name])
-                member_deltas = layout.scatter(deltas, count)
+                member_deltas = layout.scatter(deltas, count)      # or the new parameters, if applied
             else:
                 member_deltas, stored = [], {name: [] for name in storage.states}
                 for k, i in enumerate(members):
@@ -1067,8 +1070,8 @@ class Optimizer(brainstate.graph.Node):
                     for name in storage.states:
                         stored[name].append(updated[name])
             for k, i in enumerate(members):
-                new_params[position[i]] = self._apply_delta(member_params[k], member_deltas[k], group,
-                                                            lrs[g], self._mults[i])
+                new_params[position[i]] = member_deltas[k] if applied else self._apply_delta(
+                    member_params[k], member_deltas[k], group, lrs[g], self._mults[i])
             new_stored[g] = stored
         return new_params, new_stored, {}
 

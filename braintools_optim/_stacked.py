@@ -18,9 +18,10 @@ by multiplier class, dtype, step offset, placement and **shape** (at most
 ``max_fused_size`` elements (or split across devices) keeps a bucket of its
 own, and a bucket of one member keeps its buffers in the parameter's own shape
 and calls the rule directly, exactly as the per-parameter layout does. New
-parameter values are cut out of each stacked update with one ``dynamic_slice``
-per member at an index the compiler cannot constant-fold on CPU, as in the
-flat layout (:mod:`._layout` says why that matters for compile time).
+parameter values are computed on the stacks (decoupled decay and clipping
+included) and cut out with one ``dynamic_slice`` per member at an index the
+compiler cannot constant-fold on CPU, as in the flat layout (:mod:`._layout`
+says why that matters for compile time).
 
 The numbers are the rule's own: ``vmap`` evaluates the same formula on each
 member. Reductions inside a batched kernel may sum in another order than the
@@ -56,6 +57,10 @@ class StackedLayout:
     """Buffers stacked per shape within a bucket (see the module docstring)."""
 
     fused = True
+    #: the engine computes new parameters on the stacks and cuts them out: a slice alone compiles to a
+    #: cheaper kernel than a slice added to a parameter (Muon on 500 arrays: 1.2 s to compile instead
+    #: of 1.6 s), and per-tensor rules mostly read the packed parameters anyway
+    apply_packed = True
 
     def __init__(self, shapes: Sequence[Tuple[int, ...]], dtypes: Sequence[Any], groups: Sequence[int],
                  step_offsets: Sequence[int], max_fused_size: Optional[int] = None,
