@@ -54,6 +54,9 @@ neither changes a result.
 [1.0, 2.0, 3.0, 4.0, 5.0]
 >>> [a.tolist() for a in layout.unpack(flat)]
 [[1.0, 2.0], [3.0, 4.0, 5.0]]
+>>> history = layout.pack([jnp.zeros((4, 2)), jnp.ones((4, 3))])    # leading axes stay in front
+>>> history[0].shape, [a.shape for a in layout.unpack(history)]
+((4, 5), [(4, 2), (4, 3)])
 """
 
 from __future__ import annotations
@@ -129,9 +132,21 @@ class FlatLayout:
                                        groups[members[0]], step_offsets[members[0]]))
 
     def pack(self, per_param: Sequence[Array]) -> List[Array]:
-        """One flat array per bucket (a lone parameter keeps its shape) from one per parameter (traceable)."""
-        return [per_param[bucket.members[0]] if len(bucket.members) == 1 else
-                concatenate([jnp.ravel(per_param[i]) for i in bucket.members]) for bucket in self.buckets]
+        """One flat array per bucket (a lone parameter keeps its shape) from one per parameter (traceable).
+
+        A buffer with leading axes before the parameter's shape (L-BFGS keeps
+        ``(memory, *shape)`` histories) is flattened over the parameter's axes
+        only: ``(memory, bucket size)``.
+        """
+        out = []
+        for bucket in self.buckets:
+            if len(bucket.members) == 1:
+                out.append(per_param[bucket.members[0]])
+                continue
+            pieces = [per_param[i] for i in bucket.members]
+            lead = pieces[0].ndim - len(bucket.shapes[0])
+            out.append(concatenate([x.reshape(x.shape[:lead] + (-1,)) for x in pieces], axis=lead))
+        return out
 
     @staticmethod
     def update_fn(update, bucket: Bucket):
@@ -145,8 +160,9 @@ class FlatLayout:
             if len(bucket.members) == 1:
                 out[bucket.members[0]] = flat
                 continue
+            lead = flat.shape[:-1]
             for i, start, size, shape in zip(bucket.members, bucket.offsets, bucket.sizes, bucket.shapes):
-                out[i] = flat[start:start + size].reshape(shape)
+                out[i] = flat[..., start:start + size].reshape(lead + shape)
         return out
 
     def scatter(self, flats: Sequence[Array], runtime_scalar: Array) -> List[Array]:

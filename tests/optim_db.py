@@ -198,7 +198,7 @@ _ENTRIES = [
               references=('optax',), decay='in_rule', layout='flat',
               convergence=(Convergence(_plain(bo.Prodigy), lr=1.0),)),
     OptimInfo('LBFGS', bo.LBFGS, lambda **kw: bo.LBFGS(lr=0.1, linesearch=None, **kw),
-              references=('optax',), layout='per-parameter',
+              references=('optax',), layout='flat',
               convergence=(Convergence(_plain(bo.LBFGS), lr=1.0, steps=60, line_search=True, variant='zoom'),
                            Convergence(_plain(bo.LBFGS, linesearch='backtracking', memory_size=5), lr=1.0,
                                        steps=100, line_search=True, variant='backtracking'))),
