@@ -473,7 +473,10 @@ def test_partitioned_arrays_keep_their_own_bucket_and_sharding(tmp_path):
     import sys
     script = tmp_path / 'sharded.py'
     script.write_text(SHARDED_SCRIPT)
-    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu')
+    root = str(__import__('pathlib').Path(__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (root, os.environ.get('PYTHONPATH', '')) if p)
+    env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=2', JAX_PLATFORMS='cpu',
+               PYTHONPATH=path)   # the package from this checkout, installed or not
     result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip().endswith('ok')
