@@ -128,6 +128,35 @@ class Plan:
         rounded = _precision.round_to(new, dtype, bits)
         return rounded, (new if self.has_master[k] else None)
 
+    # ------------------------------------------------------------------ the engine's step
+    def packed_params(self, storage, packed: List[Any]) -> List[Any]:
+        """The values a fused group's rule acts on, per slot: the stored master copy where there is one
+        (already packed alike), ``packed`` (parameters cast up) elsewhere."""
+        if storage.master is None:
+            return packed
+        stored = storage.master.states[MASTER].value
+        return [stored[self.master_slot[b]] if b in self.master_slot else p for b, p in enumerate(packed)]
+
+    def run(self, s: int, update, grad, buffers: Dict[str, Any], param, lr, count, key, masters: Dict[int, Any],
+            apply_delta):
+        """One slot of the engine's step: ``(new parameters in their dtype, new stored buffers)``.
+
+        ``param`` and ``grad`` are in the compute dtype (:func:`working`); the
+        buffers are cast up before ``update`` and rounded to nearest after it;
+        ``apply_delta(param, delta)`` adds the delta (decoupled decay, clipping)
+        in the compute dtype; the result is the new master copy (recorded in
+        ``masters`` by master slot) and, rounded by :meth:`finish`, the new parameter.
+        """
+        delta, updated = update(grad, self.load(s, buffers), param, lr, count)
+        rounded, master = self.finish(s, apply_delta(param, delta), key, s)
+        if master is not None:
+            masters[self.master_slot[s]] = master
+        return rounded, self.store(s, updated)
+
+    def stored_masters(self, masters: Dict[int, Any]) -> Dict[str, List[Any]]:
+        """``{MASTER: new master copies}`` in the master layout's slot order (``{}`` without masters)."""
+        return {MASTER: [masters[m] for m in range(len(masters))]} if masters else {}
+
 
 def working(storages, trainable: Sequence[int], params: List[Any], grads: List[Any], count) \
         -> Tuple[List[Any], List[Any]]:

@@ -3,9 +3,11 @@
 Each trainable group owns one :class:`GroupStorage`: for each buffer of its
 algorithm's rule (``exp_avg``, ``exp_avg_sq``, ...) one brainstate State whose
 value is a list of arrays, laid out by :mod:`._layout` (one flat array per
-bucket of small parameters for element-wise rules, one array per parameter
-otherwise). ``values()``/``set_values()`` convert to and from one array per
-member parameter, so checkpoints and ``opt.buffers()`` never depend on the layout.
+bucket of small parameters for element-wise rules, one stack per shape and
+bucket for per-tensor rules (:mod:`._stacked`), one array per parameter with
+``fused=False``). ``values()``/``set_values()`` convert to and from one array
+per member parameter, so checkpoints and ``opt.buffers()`` never depend on the
+layout.
 
 A group with a precision option (:mod:`._mixed`) also has a ``plan`` (its
 dtypes) and, with ``master_weights``, a ``master``: a storage of its own over
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 from . import _ensemble
 from ._copying import PlainCopy
 from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout, placement
+from ._stacked import StackedLayout
 
 
 class OptimizerState(brainstate.LongTermState):
@@ -106,18 +109,23 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         return dict(self.__dict__, placement=None)
 
 
-def make_layout(fuse: Optional[bool], elementwise: bool, mantissas: Sequence[Any], step_offsets: Sequence[int],
-                keys: Sequence[Any]):
-    """The layout for one group's members: flat buckets for element-wise rules unless ``fuse is False``.
+#: the fused layouts by kind (see ``Optimizer._fused_layout``)
+FUSED_LAYOUTS = {'flat': FlatLayout, 'stacked': StackedLayout}
 
+
+def make_layout(fuse: Optional[bool], kind: Optional[str], mantissas: Sequence[Any], step_offsets: Sequence[int],
+                keys: Sequence[Any]):
+    """The layout for one group's members: ``kind`` (``'flat'``, ``'stacked'``) unless ``fuse is False``.
+
+    ``kind`` is ``None`` for a step that needs one buffer per parameter.
     ``keys`` adds to the bucket key (per-parameter lr/wd multipliers): members
     that differ there never share a bucket, because their rule arguments differ.
     """
-    if fuse is False or not elementwise or not mantissas:
+    if fuse is False or kind is None or not mantissas:
         return PerParamLayout()
     max_size = None if fuse else DEFAULT_MAX_FUSED_SIZE
-    return FlatLayout([m.shape for m in mantissas], [m.dtype for m in mantissas], list(keys),
-                      list(step_offsets), max_size, placements=[placement(m) for m in mantissas])
+    return FUSED_LAYOUTS[kind]([m.shape for m in mantissas], [m.dtype for m in mantissas], list(keys),
+                               list(step_offsets), max_size, placements=[placement(m) for m in mantissas])
 
 
 def initial_buffers(rule, mantissa) -> Dict[str, jax.Array]:
