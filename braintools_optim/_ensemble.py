@@ -33,6 +33,8 @@ def _stored_ndim(layout, b: int) -> Optional[int]:
     buckets = getattr(layout, 'buckets', None)
     if buckets is None:
         return None                                   # one array per parameter: nothing is sliced
+    if len(buckets[b].members) > 1 and getattr(layout, 'apply_packed', False):
+        return 1 + len(buckets[b].shapes[0])          # a stack (:mod:`._stacked`): (members, *shape)
     if len(buckets[b].members) > 1 or (getattr(layout, 'sharded', None) or [False] * len(buckets))[b]:
         return 1
     return len(buckets[b].shapes[0])

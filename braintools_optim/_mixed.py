@@ -97,6 +97,10 @@ class Plan:
                 self.master_slot[s] = by_members[tuple(slot)]
 
     # ------------------------------------------------------------------ buffers
+    def fresh_master(self, k: int, mantissa) -> jax.Array:
+        """A new master copy of member ``k``: its value cast up (exactly: every bfloat16/float16 is a float32)."""
+        return jnp.asarray(mantissa).astype(self.compute_dtypes[k])
+
     def initial(self, k: int, fresh: Dict[str, Any]) -> Dict[str, Any]:
         """Freshly initialised buffers of member ``k`` in their storage dtypes."""
         return {name: value.astype(self.buffer_dtypes[k][name]) if _is_float(value) else value

@@ -173,6 +173,11 @@ class Optimizer(brainstate.graph.Node):
         seed: seed of the PRNG key stochastic rounding draws from (kept in State).
     """
 
+    #: whether a class with a step of its own (:meth:`_compute_updates` overridden) supports
+    #: ``stochastic_round`` and ``master_weights``: its step then runs on the float32 values the engine
+    #: gives it (master copies, or parameters cast up) and the engine rounds what it returns (``_mixed``)
+    rounds_own_step: bool = False
+
     #: the algorithm's hyper-parameters (name -> :class:`Hyper`); subclasses declare theirs
     hyperparameters: Dict[str, Hyper] = {}
     #: other spellings of one element of a tuple hyper-parameter (``beta1`` -> ``betas[0]``)
@@ -421,6 +426,11 @@ class Optimizer(brainstate.graph.Node):
         where = (f"{group.algorithm.__name__}" if group.index == 0 else
                  f"parameter group {group.name!r} ({group.algorithm.__name__})")
         own_step = type(self)._compute_updates is not Optimizer._compute_updates
+        if own_step and not type(self).rounds_own_step:
+            given = ', '.join(name for name, value in precision.record().items() if value)
+            raise ValueError(f"{where}: {type(self).__name__} runs a step of its own (its state and arithmetic "
+                             f"are not the engine's), which does not support the precision options ({given}); "
+                             f"train its parameters in float32, or use another optimizer for them")
         if own_step and (precision.buffer_dtypes or precision.mu_dtype or precision.nu_dtype):
             raise ValueError(f"{where}: {type(self).__name__} runs a step of its own, which reads its buffers "
                              f"itself; buffer_dtypes, mu_dtype and nu_dtype apply to the engine's step only "
@@ -799,7 +809,7 @@ class Optimizer(brainstate.graph.Node):
         values = []
         for k, i, mantissa in zip(subset, sub_members, sub_mantissas):
             kept = old_values.get(i, {}).get(MASTER)
-            values.append(kept if kept is not None else jnp.asarray(mantissa).astype(plan.compute_dtypes[k]))
+            values.append(kept if kept is not None else plan.fresh_master(k, mantissa))
         master.set_values(MASTER, values)
         return plan, master
 
@@ -1237,18 +1247,19 @@ class Optimizer(brainstate.graph.Node):
         position = {i: j for j, i in enumerate(self._trainable)}
         out: Dict[str, List[Optional[jax.Array]]] = {}
         for storage in self._storage.values():
-            for name in storage.states:
+            for name in storage.named_states():                 # master copies: their members only
                 values = storage.values(name)
                 column = out.setdefault(name, [None] * len(position))
-                for i, value in zip(storage.members, values):
+                for i, value in zip(storage.part(name).members, values):
                     column[position[i]] = value
         return out
 
     def _stored_from_per_param(self, per_param: Dict[str, List[jax.Array]]) -> Dict[int, Dict[str, Any]]:
         """The inverse of :meth:`_buffers_per_param`: stored values per group."""
         position = {i: j for j, i in enumerate(self._trainable)}
-        return {g: {name: storage.layout.pack([per_param[name][position[i]] for i in storage.members])
-                    for name in storage.states}
+        return {g: {name: storage.part(name).layout.pack([per_param[name][position[i]]
+                                                          for i in storage.part(name).members])
+                    for name in storage.named_states()}
                 for g, storage in self._storage.items()}
 
     def _fresh_buffers(self) -> Dict[str, List[Optional[jax.Array]]]:
@@ -1259,9 +1270,14 @@ class Optimizer(brainstate.graph.Node):
         for g, storage in self._storage.items():
             rule = self._init_rule(self._groups[g])
             for k, i in enumerate(storage.members):
-                fresh = self._initial_buffers(storage, rule, k, _units.split(params[i].handle.value)[0])
+                mantissa = _units.split(params[i].handle.value)[0]
+                fresh = self._initial_buffers(storage, rule, k, mantissa)
+                if storage.plan is not None and storage.plan.has_master[k]:
+                    fresh[MASTER] = storage.plan.fresh_master(k, mantissa)
                 for name in storage.states:
                     out.setdefault(name, [None] * len(position))[position[i]] = fresh[name]
+                if MASTER in fresh:
+                    out.setdefault(MASTER, [None] * len(position))[position[i]] = fresh[MASTER]
         return out
 
     def _write_buffers_per_param(self, per_param: Dict[str, List[jax.Array]]) -> None:
@@ -1293,15 +1309,17 @@ class Optimizer(brainstate.graph.Node):
         Keyed by the State's key (``'w'``, ``('layer', 'weight')``), with a
         pytree-valued State's leaf path appended (``('l1', 'weight', 'bias')``). First moments carry the gradient's unit,
         second moments its square, accumulated updates the parameter's unit
-        (each rule's ``buffer_units``). Values are copies.
+        (each rule's ``buffer_units``). With ``master_weights``, ``'master'`` holds
+        the float32 master copy of each bfloat16/float16 parameter (its unit).
+        Values are copies.
         """
         params = self._registry.params
         out: Dict[str, Dict[Any, Any]] = {}
         for g, storage in self._storage.items():
-            units_of = self._init_rule(self._groups[g]).buffer_units
-            for name in storage.states:
+            units_of = dict(self._init_rule(self._groups[g]).buffer_units, **{MASTER: (0, 1)})
+            for name in storage.named_states():
                 grad_power, param_power = units_of.get(name, (0, 0))
-                for i, value in zip(storage.members, storage.values(name)):
+                for i, value in zip(storage.part(name).members, storage.values(name)):
                     value = jnp.array(value, copy=True)
                     param_unit = _units.split(params[i].handle.value)[1]
                     grad_unit = self._grad_units.get(i, param_unit)

@@ -67,16 +67,29 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
     def fused(self) -> bool:
         return self.layout.fused
 
+    def part(self, name: str) -> 'GroupStorage':
+        """The storage that holds buffer ``name``: the master copies' own (:data:`MASTER`), or this one."""
+        return self.master if name == MASTER and self.master is not None else self
+
+    def named_states(self) -> Dict[str, OptimizerState]:
+        """Every buffer's State by name, the master copies' under :data:`MASTER` (checkpoints, inspection)."""
+        out = dict(self.states)
+        if self.master is not None:
+            out[MASTER] = self.master.states[MASTER]
+        return out
+
     def values(self, name: str) -> List[jax.Array]:
-        """Buffer ``name`` as one array per member (member order), whatever the layout."""
-        return _ensemble.unpack(self.layout, self.states[name].value)
+        """Buffer ``name`` as one array per member of :meth:`part` (member order), whatever the layout."""
+        part = self.part(name)
+        return _ensemble.unpack(part.layout, part.states[name].value)
 
     def set_values(self, name: str, per_param: Sequence[jax.Array]) -> None:
-        self.set_stored(name, self.layout.pack(list(per_param)))
+        self.set_stored(name, self.part(name).layout.pack(list(per_param)))
 
     def set_stored(self, name: str, stored: Sequence[jax.Array]) -> None:
         """Write buffer ``name`` in its stored form, placed on its target shardings."""
-        self.states[name].value = self.placed(stored)
+        part = self.part(name)
+        part.states[name].value = part.placed(stored)
 
     def placed(self, stored: Sequence[jax.Array]) -> List[jax.Array]:
         """One buffer's stored arrays on (or, traced, constrained to) their target shardings."""
@@ -84,18 +97,15 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
 
     def stored(self) -> Dict[str, Any]:
         """Every buffer in its stored form (the master copies under :data:`MASTER`)."""
-        out = {name: state.value for name, state in self.states.items()}
-        if self.master is not None:
-            out[MASTER] = self.master.states[MASTER].value
-        return out
+        return {name: state.value for name, state in self.named_states().items()}
 
     def placed_as(self, name: str, stored: Sequence[jax.Array]) -> List[jax.Array]:
         """:meth:`placed` for buffer ``name`` (the master copies follow their own layout)."""
-        return (self.master if name == MASTER else self).placed(stored)
+        return self.part(name).placed(stored)
 
     def write(self, name: str, stored: Sequence[jax.Array]) -> None:
         """Write buffer ``name`` (or the master copies) in its stored form, as it is."""
-        (self.master.states[MASTER] if name == MASTER else self.states[name]).value = stored
+        self.named_states()[name].value = stored
 
     def master_values(self, runtime_scalar) -> List[jax.Array]:
         """The master copies, one per member of ``self.master`` (traceable: cut out of the flat buckets)."""
