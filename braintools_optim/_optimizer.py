@@ -1171,7 +1171,8 @@ class Optimizer(brainstate.graph.Node):
             member_params = [params[position[i]] for i in members]
             layout = storage.layout
             plan = storage.plan    # precision options (_mixed): each slot's new parameters are written by the plan
-            applied = plan is not None or (storage.fused and layout.apply_packed)    # new parameters, not deltas
+            # new parameters, not deltas, come out of each slot (stacks; precision plans)
+            applied = plan is not None or (storage.fused and getattr(layout, 'apply_packed', False))
             if plan is not None:
                 key, masters = (_mixed.step_key(self._keys) if plan.any_stochastic else None), {}
                 run = lambda s, update, grad, buffers, param, lr, own_count, mults: plan.run(
@@ -1187,7 +1188,9 @@ class Optimizer(brainstate.graph.Node):
                     own_count = count - bucket.step_offset if bucket.step_offset else count
                     lr = lrs[g] * classes[bucket.group][0] if classes[bucket.group][0] != 1.0 else lrs[g]
                     buffers = {name: storage.states[name].value[b] for name in storage.states}
-                    update = layout.update_fn(rules[bucket.group].update, bucket)   # vmapped over a stack
+                    update = rules[bucket.group].update
+                    if hasattr(layout, 'update_fn'):                 # vmapped over a stack
+                        update = layout.update_fn(update, bucket)
                     if plan is not None:
                         delta, updated = run(b, update, flat_grads[b], buffers, flat_params[b], lr, own_count,
                                              classes[bucket.group])

@@ -573,35 +573,198 @@ OPTIONS = {'sr': dict(stochastic_round=True), 'master': dict(master_weights=True
            'sr+master': dict(stochastic_round=True, master_weights=True)}
 
 
+def group_model(fused, option, seed=5):
+    """Adam with ``option`` in two non-default groups: Lamb (per-tensor: stacks) on the matrices, Adam
+    (element-wise: flat buckets) on the vector; the float32 bias stays in the plain default group."""
+    return bo.Adam(lr=1e-2, fused=fused, seed=seed, param_groups=[
+        {'params': 'w?', 'optimizer': bo.Lamb, **OPTIONS[option]},
+        {'params': 'v', **OPTIONS[option]}])
+
+
+def bitwise(states):
+    return {k: v.tobytes() for k, v in values(states).items()}
+
+
 @pytest.mark.parametrize('fused', FUSED)
 @pytest.mark.parametrize('option', list(OPTIONS))
 def test_checkpoint_round_trip_in_a_group_is_bitwise(option, fused):
-    # Every option in a non-default group, Adam on flat buckets and Lamb (a per-tensor rule: stacks)
-    # in another, under jit: state_dict after 2 steps, 2 more steps; a fresh optimizer restored
-    # from the checkpoint repeats those 2 steps bit for bit (master copies and key included).
-    def build(ws):
-        return bo.Adam(lr=1e-2, fused=fused, seed=5, param_groups=[
-            {'params': 'w?', 'optimizer': bo.Lamb, **OPTIONS[option]},
-            {'params': 'v', **OPTIONS[option]}]).register_trainable_weights(ws)
-
+    # Every option in non-default groups, under jit: state_dict after 2 steps, 2 more steps; then
+    # the parameters and the checkpoint are restored and the same 2 steps repeat bit for bit
+    # (master copies and key included). The optimizer's compiled step is reused (compile time);
+    # the next test restores into a fresh optimizer.
     ws = bf16_model(1)
-    opt = build(ws)
+    opt = group_model(fused, option).register_trainable_weights(ws)
     for step in range(2):
         opt.update(grads_of(ws, step))
     saved, saved_params = opt.state_dict(), {k: s.value for k, s in ws.items()}
     for step in range(2, 4):
         opt.update(grads_of(ws, step))
-    first = values(ws)
+    first = bitwise(ws)
+    assert all(first[k] != np.asarray(saved_params[k].astype(jnp.float32)).tobytes() for k in ('w1', 'w2', 'v'))
+    for k, s in ws.items():
+        s.value = saved_params[k]
+    opt.load_state_dict(saved)
+    for step in range(2, 4):
+        opt.update(grads_of(ws, step))
+    assert bitwise(ws) == first
+    assert ('master' in opt.buffers()) == ('master' in option)
+    assert ('rng_key' in saved) == ('sr' in option)
+
+
+@pytest.mark.parametrize('on_device', [False, True])
+def test_a_fresh_optimizer_resumes_bitwise_from_either_checkpoint_form(on_device):
+    from braintools_optim import _checkpointing
+    ws = bf16_model(1)
+    opt = group_model(None, 'sr+master').register_trainable_weights(ws)
+    opt.update(grads_of(ws, 0))
+    saved = _checkpointing.state_dict(opt, on_device=on_device)
+    saved_params = {k: s.value for k, s in ws.items()}
+    opt.update(grads_of(ws, 1))
     ws2 = bf16_model(1)
     for k, s in ws2.items():
         s.value = saved_params[k]
-    opt2 = build(ws2)
+    opt2 = group_model(None, 'sr+master', seed=9).register_trainable_weights(ws2)   # the key comes from the file
     opt2.load_state_dict(saved)
-    for step in range(2, 4):
-        opt2.update(grads_of(ws2, step))
-    assert {k: v.tobytes() for k, v in values(ws2).items()} == {k: v.tobytes() for k, v in first.items()}
-    assert set(opt.buffers()) == set(opt2.buffers())
-    assert ('master' in opt.buffers()) == ('master' in option)
-    assert ('rng_key' in saved) == ('sr' in option)
-    changed = [k for k in ('w1', 'w2', 'v') if not np.array_equal(first[k], np.asarray(saved_params[k], np.float32))]
-    assert changed == ['w1', 'w2', 'v']
+    opt2.update(grads_of(ws2, 1))
+    assert bitwise(ws2) == bitwise(ws)
+    assert {k: np.asarray(v).tobytes() for k, v in opt2.buffers()['master'].items()} == \
+        {k: np.asarray(v).tobytes() for k, v in opt.buffers()['master'].items()}
+
+
+def test_a_skipped_step_changes_nothing_key_and_master_copies_included():
+    ws = bf16_model(2)
+    opt = bo.Adam(lr=1e-2, skip_nonfinite=True, stochastic_round=True, master_weights=True, seed=3)
+    opt.register_trainable_weights(ws)
+    opt.update(grads_of(ws, 0))
+    before = (opt.state_dict(), values(ws))
+    bad = grads_of(ws, 1)
+    bad['v'] = bad['v'].at[0].set(jnp.nan)
+    opt.update(bad)
+    after = (opt.state_dict(), values(ws))
+    assert after[0]['rng_key'].tobytes() == before[0]['rng_key'].tobytes()
+    for name in ('master', 'exp_avg', 'exp_avg_sq'):
+        for k, v in before[0]['opt_state'][name].items():
+            assert after[0]['opt_state'][name][k].tobytes() == v.tobytes()
+    assert all(after[1][k].tobytes() == v.tobytes() for k, v in before[1].items())
+    opt.update(grads_of(ws, 1))                       # the next good step moves on
+    assert opt.state_dict()['rng_key'].tobytes() != before[0]['rng_key'].tobytes()
+
+
+def test_gradient_accumulation_draws_one_key_per_applied_step():
+    # accumulate_steps=2 over 4 updates = 2 applied steps = the same key as 2 plain steps
+    keys = []
+    for accumulate in (1, 2):
+        ws = bf16_model(2)
+        opt = bo.SGD(lr=1e-2, stochastic_round=True, accumulate_steps=accumulate).register_trainable_weights(ws)
+        for step in range(2 * accumulate):
+            opt.update(grads_of(ws, 0))
+        keys.append(opt.state_dict()['rng_key'].tobytes())
+    assert keys[0] == keys[1]
+
+
+def test_units_are_kept_and_float16_parameters_round_stochastically():
+    w = brainstate.ParamState(jnp.full((64,), 1.0, jnp.bfloat16) * u.mV)
+    h = brainstate.ParamState(jnp.full((64,), 1.0, jnp.float16))
+    opt = bo.SGD(lr=1e-3, stochastic_round=True, master_weights=True)
+    opt.register_trainable_weights({'w': w, 'h': h})
+    opt.update({'w': jnp.full((64,), 0.25, jnp.bfloat16) * u.mV, 'h': jnp.full((64,), 0.25, jnp.float16)})
+    assert isinstance(w.value, u.Quantity) and w.value.unit == u.mV and w.value.mantissa.dtype == jnp.bfloat16
+    assert h.value.dtype == jnp.float16
+    master = opt.buffers()['master']
+    assert master['w'].unit == u.mV and master['w'].mantissa.dtype == jnp.float32
+    assert np.allclose(np.asarray(master['w'].mantissa), 1.0 - 2.5e-4)
+    # 1 - 2.5e-4 lies between the neighbours 1 - 2^-11 and 1 (float16), 1 - 2^-8 and 1 (bfloat16):
+    # both occur, and nothing else
+    assert set(np.asarray(h.value, np.float64).tolist()) == {1.0 - 2.0 ** -11, 1.0}
+    assert set(np.asarray(w.value.mantissa.astype(jnp.float32), np.float64).tolist()) <= {1.0 - 2.0 ** -8, 1.0}
+
+
+def test_float32_parameters_have_no_master_copy_and_no_rounding():
+    w = brainstate.ParamState(jnp.linspace(0.0, 1.0, 8))
+    plain = brainstate.ParamState(jnp.linspace(0.0, 1.0, 8))
+    opt = bo.Adam(lr=0.1, stochastic_round=True, master_weights=True).register_trainable_weights({'w': w})
+    ref = bo.Adam(lr=0.1).register_trainable_weights({'w': plain})
+    for _ in range(2):
+        opt.update({'w': w.value - 0.3})
+        ref.update({'w': plain.value - 0.3})
+    assert 'master' not in opt.buffers()
+    assert np.array_equal(np.asarray(w.value), np.asarray(plain.value))
+
+
+@pytest.mark.parametrize('build, error, message', [
+    (lambda: bo.Adam(mu_dtype='int8'), ValueError, "Adam: mu_dtype must be one of bfloat16, float16"),
+    (lambda: bo.Adam(buffer_dtypes={'momentum_buffer': 'bfloat16'}), ValueError,
+     r"buffer_dtypes names 'momentum_buffer', which this rule does not keep"),
+    (lambda: bo.SGD(stochastic_round='yes'), TypeError, "stochastic_round must be True or False"),
+    (lambda: bo.SGD(seed=-1), ValueError, r"seed must be in \[0, 2\*\*32\)"),
+    (lambda: bo.LBFGS(stochastic_round=True), ValueError, "LBFGS runs a step of its own"),
+    (lambda: bo.Prodigy(mu_dtype='bfloat16'), ValueError, "buffer_dtypes, mu_dtype and nu_dtype apply to the "
+                                                          "engine's step only"),
+])
+def test_bad_options_are_refused_clearly(build, error, message):
+    with pytest.raises(error, match=message):
+        build()
+
+
+def test_a_refused_group_changes_nothing():
+    ws = bf16_model()
+    opt = bo.Adam(lr=1e-2).register_trainable_weights(ws)
+    before = (opt.num_groups, dtypes_of(opt), opt._keys)
+    with pytest.raises(ValueError, match=r"parameter group 'bad' \(SGD\).*'exp_avg', which this rule does not keep"):
+        opt.add_param_group(params='v', name='bad', optimizer=bo.SGD, stochastic_round=True,
+                            buffer_dtypes={'exp_avg': 'bfloat16'})
+    with pytest.raises(ValueError, match="nu_dtype must be one of"):
+        opt.add_param_group(params='v', nu_dtype='int8')
+    assert (opt.num_groups, dtypes_of(opt), opt._keys) == before
+
+
+def test_checkpoints_of_other_precision_settings_are_refused():
+    from braintools_optim import CheckpointMismatchError
+
+    def trained(cls=bo.Adam, **options):
+        ws = bf16_model()
+        opt = cls(lr=1e-2, **options).register_trainable_weights(ws)
+        opt.update(grads_of(ws, 0))
+        return opt
+
+    sr, moments, plain = trained(stochastic_round=True), trained(mu_dtype='bfloat16'), trained()
+    master, master_adam, plain_sgd = trained(bo.SGD, master_weights=True), trained(master_weights=True), \
+        trained(bo.SGD)
+    cases = [(plain, sr, "has a stochastic-rounding key"), (sr, plain, "has no stochastic-rounding key"),
+             (plain_sgd, master, "buffer 'master' is not kept"), (master, plain_sgd, "no buffer 'master'"),
+             (plain, moments, r"buffer 'exp_avg' for 'b' is bfloat16\[4\], expected float32"),
+             (plain, master_adam, r"buffer 'exp_avg' for 'w1' is float32\[3, 4\], expected bfloat16")]
+    for target, source, message in cases:
+        state = source.state_dict()
+        before = target.state_dict()
+        with pytest.raises(CheckpointMismatchError, match=message):
+            target.load_state_dict(state)
+        assert target.state_dict()['step_count'] == before['step_count']
+    bad = sr.state_dict()
+    bad['rng_key'] = np.zeros(3, np.uint32)
+    with pytest.raises(CheckpointMismatchError, match=r"rng_key must be uint32\[2\]"):
+        sr.load_state_dict(bad)
+
+
+def test_prodigy_runs_its_own_step_on_master_copies_and_rounds_it():
+    def run(ws, **options):
+        opt = bo.Prodigy(d0=1e-2, seed=1, **options).register_trainable_weights(ws)
+        for step in range(3):
+            opt.update(grads_of(ws, step))
+        return opt
+
+    ws, ws32 = bf16_model(), bf16_model()
+    for s in ws32.values():
+        s.value = s.value.astype(jnp.float32)
+    opt = run(ws, master_weights=True, stochastic_round=True)
+    ref = run(ws32)
+    assert {k: str(s.value.dtype) for k, s in ws.items()} == {'w1': 'bfloat16', 'w2': 'bfloat16',
+                                                               'v': 'bfloat16', 'b': 'float32'}
+    master = opt.buffers()['master']
+    assert sorted(master) == ['v', 'w1', 'w2']
+    # the master copies follow Prodigy in float32 given (nearly) the same gradients: gradients are
+    # computed from the rounded parameters here, so agreement is to a few bfloat16 ulp, not bitwise
+    for k in master:
+        assert np.max(np.abs(np.asarray(master[k]) - np.asarray(ws32[k].value))) < 0.05
+    state = opt.state_dict()
+    assert 'rng_key' in state and len(state['opt_state']['master']) == 3
