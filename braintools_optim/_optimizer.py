@@ -559,7 +559,8 @@ class Optimizer(brainstate.graph.Node):
             own = {k: v for k, v in group.settings.items()
                    if group.index == 0 or group.algorithm is not type(self)
                    or v != self._default_group.settings.get(k)}
-            extra = ', '.join(f'{k}={_short(v)}' for k, v in own.items())
+            extra = ', '.join([f'{k}={_short(v)}' for k, v in own.items()]
+                              + ([group.precision.describe()] if group.precision.active else []))
             decay = _number(self._decay.host_value(group.index))
             state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={decay}"
             selector = 'unselected' if group.selector is None else group.selector.description

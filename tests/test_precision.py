@@ -698,6 +698,7 @@ def test_float32_parameters_have_no_master_copy_and_no_rounding():
     (lambda: bo.SGD(stochastic_round='yes'), TypeError, "stochastic_round must be True or False"),
     (lambda: bo.SGD(seed=-1), ValueError, r"seed must be in \[0, 2\*\*32\)"),
     (lambda: bo.LBFGS(stochastic_round=True), ValueError, "LBFGS runs a step of its own"),
+    (lambda: bo.Lookahead(bo.Adam(master_weights=True)), ValueError, "master copies of Adam"),
     (lambda: bo.Prodigy(mu_dtype='bfloat16'), ValueError, "buffer_dtypes, mu_dtype and nu_dtype apply to the "
                                                           "engine's step only"),
 ])
