@@ -13,11 +13,17 @@ the PRNG key in :mod:`._rng`. This module is what the engine calls:
   laid out exactly like those members' slots of the group's own layout (same
   bucket keys), so the rule reads a bucket's master as one flat array.
 * the step: :func:`working` gives the values the rule acts on (masters, or
-  parameters and gradients cast up); :meth:`Plan.load`/:meth:`Plan.store` cast
-  buffers up before the rule and round them to nearest after;
-  :meth:`Plan.finish` writes a slot's new parameters (rounded to nearest or
-  stochastically, one key per slot) and its new master; :func:`finish_members`
-  does the same per parameter for algorithms with a step of their own.
+  parameters and gradients cast up); :meth:`Plan.run` is one stored slot of
+  the engine's step (flat bucket, stack or parameter alike): buffers cast up
+  (:meth:`Plan.load`), the rule, decay and clipping in float32, buffers rounded
+  to nearest (:meth:`Plan.store`), the new parameter rounded to nearest or
+  stochastically with one key per slot (:meth:`Plan.finish`), the new master
+  recorded; :func:`finish_members` does the rounding per parameter for an
+  algorithm with a step of its own (``Optimizer.rounds_own_step``).
+
+With both ``stochastic_round`` and ``master_weights``, the parameter is the
+stochastic rounding of its master copy (an unbiased view of it, see
+``docs/precision.md``).
 
 A group with no option set has no plan, and its step is exactly what it was
 without this module.
@@ -34,7 +40,6 @@ from . import _precision
 from ._precision import GroupPrecision
 from ._rng import StepKeys
 from ._storage import MASTER   # the master copies' buffer name (State ``Adam.master``, ``Adam.group1.master``)
-
 
 
 def _is_float(value) -> bool:

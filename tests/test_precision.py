@@ -758,7 +758,7 @@ def test_prodigy_runs_its_own_step_on_master_copies_and_rounds_it():
     for s in ws32.values():
         s.value = s.value.astype(jnp.float32)
     opt = run(ws, master_weights=True, stochastic_round=True)
-    ref = run(ws32)
+    run(ws32)                                   # the float32 reference run
     assert {k: str(s.value.dtype) for k, s in ws.items()} == {'w1': 'bfloat16', 'w2': 'bfloat16',
                                                                'v': 'bfloat16', 'b': 'float32'}
     master = opt.buffers()['master']
