@@ -568,6 +568,19 @@ def test_equal_seeds_give_equal_runs_different_seeds_differ():
     assert opt.state_dict()['rng_key'].dtype == np.uint32
 
 
+@pytest.mark.parametrize('fused', [None, False])
+def test_every_parameter_draws_its_own_bits(fused):
+    # equal parameters with equal gradients, in one flat bucket (fused=None), one parameter each
+    # (fused=False), and in another group: no two round alike
+    ws = {k: brainstate.ParamState(jnp.ones((256,), jnp.bfloat16)) for k in ('a', 'b', 'c')}
+    opt = bo.SGD(lr=1e-3, fused=fused, stochastic_round=True, param_groups=[{'params': 'c'}])
+    opt.register_trainable_weights(ws)
+    opt.update({k: jnp.full((256,), 0.5, jnp.bfloat16) for k in ws})
+    rounded = {k: np.asarray(s.value.astype(jnp.float32)) for k, s in ws.items()}
+    assert all(0.03 < np.mean(r < 1.0) < 0.25 for r in rounded.values())    # 1 - 5e-4: down with p = 0.128
+    assert not np.array_equal(rounded['a'], rounded['b']) and not np.array_equal(rounded['a'], rounded['c'])
+
+
 OPTIONS = {'sr': dict(stochastic_round=True), 'master': dict(master_weights=True),
            'moments': dict(mu_dtype='bfloat16', nu_dtype='float16'),
            'sr+master': dict(stochastic_round=True, master_weights=True)}
