@@ -1448,7 +1448,8 @@ class GroupView(MutableMapping):
                  'lr': _SettableFloat.of(lr, lambda v: opt.set_lr(v, group=g)),
                  'weight_decay': _SettableFloat.of(opt._decay.host_value(g),
                                                    lambda v: opt.set_weight_decay(v, group=g)),
-                 'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen}
+                 'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen,
+                 **group.precision.record()}
         items.update(group.settings)
         return items
 

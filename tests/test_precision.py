@@ -463,7 +463,9 @@ def test_every_buffer_is_stored_in_its_dtype_and_parameters_keep_theirs(fused):
     assert dtypes_of(opt) == expected                        # the step stores them back alike
     assert {k: str(s.value.dtype) for k, s in ws.items()} == {'w1': 'bfloat16', 'w2': 'bfloat16',
                                                                'v': 'bfloat16', 'b': 'float32'}
-    assert 'stochastic_round' not in opt.state_dict() and 'rng_key' not in opt.state_dict()
+    assert 'rng_key' not in opt.state_dict()
+    assert [(g['master_weights'], g['mu_dtype'], g['nu_dtype'], g['buffer_dtypes']) for g in opt.param_groups] == [
+        (False, 'bfloat16', 'float32', {}), (True, None, None, {'exp_avg_sq': 'float16'})]
 
 
 def sgd_momentum_reference(w0, grads, lr, momentum):
