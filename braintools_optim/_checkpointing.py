@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _ensemble, _keys, _units
+from . import _keys, _units
 from ._errors import CheckpointMismatchError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ def _host_buffers(opt: 'Optimizer', names, trainable) -> Dict[str, Dict[str, np.
     for storage in opt._storage.values():
         for name, state in storage.states.items():
             stored = [_host(value, f"buffer {name!r}") for value in state.value]
-            for i, value in zip(storage.members, _ensemble.unpack(storage.layout, stored)):
+            for i, value in zip(storage.members, storage.unpack(name, stored)):
                 columns.setdefault(name, {})[i] = np.array(value)
     return {name: {names[i]: column[i] for i in trainable if i in column} for name, column in columns.items()}
 

@@ -38,10 +38,16 @@ def _stored_ndim(layout, b: int) -> Optional[int]:
     return len(buckets[b].shapes[0])
 
 
-def unpack(layout, stored: Sequence[Any]):
-    """``layout.unpack(stored)`` for one member, mapped over any leading member axes of ``stored``."""
+def unpack(layout, stored: Sequence[Any], ndim: Optional[int] = None):
+    """``layout.unpack(stored)`` for one member, mapped over any leading member axes of ``stored``.
+
+    ``ndim`` is the first stored array's ndim for one member, as written at
+    registration (``GroupStorage.stored_ndims``); without it, it is inferred
+    from the layout (flat buckets and parameter-shaped buffers only).
+    """
     stored = list(stored)
-    ndim = _stored_ndim(layout, 0) if stored else None
+    if ndim is None or getattr(layout, 'buckets', None) is None:
+        ndim = _stored_ndim(layout, 0) if stored else None
     extra = 0 if ndim is None else member_axes(stored[0], ndim)
     fn = layout.unpack
     for _ in range(extra):

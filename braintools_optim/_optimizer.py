@@ -5,8 +5,9 @@ An :class:`Optimizer` is a few owned parts around pure update rules:
 * the parameter registry (:mod:`._registry`): which arrays are trained, by key;
 * the parameter groups (:mod:`._groups`): which algorithm and settings each
   array gets (selectors, per-group hyper-parameters, multipliers, freezing);
-* buffer storage (:mod:`._storage`, :mod:`._layout`): each group's moments,
-  flat buckets for element-wise rules;
+* buffer storage (:mod:`._storage`, :mod:`._layout`, :mod:`._stacked`): each
+  group's moments, flat buckets for element-wise rules, stacks of same-shaped
+  parameters for per-tensor rules;
 * the learning-rate sources (:mod:`._lr`) and the weight decay, held in State;
 * the step guards (:mod:`._guards`): accumulation and non-finite skipping;
 * checkpointing (:mod:`._checkpointing`), which asks each part for its piece.
@@ -140,9 +141,11 @@ class Optimizer(brainstate.graph.Node):
         schedule_per_update: advance the attached LRScheduler(s) after every real step.
         decoupled_decay_scale: for decoupled weight decay, ``'lr'`` (torch:
             ``theta(1 - lr_t wd)``) or ``'schedule'`` (the paper: ``theta(1 - (lr_t/base_lr) wd)``).
-        fused: how buffers of element-wise rules are stored (results agree within
-            one ulp either way; ``docs/performance.md``): ``None`` flat buffers for
-            parameters of at most 16,384 elements, ``True`` for all, ``False`` none.
+        fused: how buffers are stored (results agree within one ulp either way;
+            ``docs/performance.md``): ``None`` flat buffers (element-wise rules)
+            or stacks of same-shaped members (per-tensor rules) for parameters of
+            at most 16,384 elements, ``True`` for all, ``False`` one buffer and
+            one rule call per parameter.
         shard_state: ZeRO-1: partition the buffers of parameters replicated over
             a device mesh along this mesh axis (a name, a tuple of names, or
             ``(mesh, name)``); ``None`` (default): every buffer follows its
@@ -187,10 +190,9 @@ class Optimizer(brainstate.graph.Node):
         options = {name: arguments.pop(name, default) for name, default in ENGINE_OPTIONS.items()}
         settings = self._checked_settings(arguments)
         self._options = self._checked_options(options)
-        if self._options['fused'] and not (cls._compute_updates is Optimizer._compute_updates
-                                           and cls.build_rule(settings.replace(weight_decay=0.0)).elementwise):
-            raise ValueError(f"{cls.__name__} is not element-wise (it needs each parameter whole), so it cannot "
-                             f"run on fused flat buffers; leave fused=None or False")
+        if self._options['fused'] and cls._fused_layout(cls.build_rule(settings.replace(weight_decay=0.0))) is None:
+            raise ValueError(f"{cls.__name__}'s step needs one buffer per parameter, so it cannot run on fused "
+                             f"buffers; leave fused=None or False")
         scale = self._options['decoupled_decay_scale']
         if scale is not None and cls.weight_decay_mode != 'decoupled':
             raise ValueError(f"decoupled_decay_scale only applies to decoupled weight decay; {cls.__name__}'s "
@@ -285,10 +287,29 @@ class Optimizer(brainstate.graph.Node):
         return cls()._default_group.weight_decay
 
     @classmethod
+    def _fused_layout(cls, rule: UpdateRule) -> Optional[str]:
+        """Which fused layout this class's step runs ``rule`` on: ``'flat'``, ``'stacked'`` or ``None``.
+
+        The engine's own step runs element-wise rules on flat buckets and
+        per-tensor rules on stacks of same-shaped members (:mod:`._stacked`).
+        A class that overrides :meth:`_compute_updates` gets one buffer per
+        parameter (``None``) unless it overrides this too.
+        """
+        if cls._compute_updates is not Optimizer._compute_updates:
+            return None
+        return 'flat' if rule.elementwise else 'stacked'
+
+    @classmethod
     def is_elementwise(cls) -> bool:
         """Whether the algorithm updates each element on its own (it may then run on fused flat buffers)."""
         return (cls._compute_updates is Optimizer._compute_updates
                 and cls.build_rule(cls.default_settings()).elementwise)
+
+    @classmethod
+    def fused_layout(cls) -> Optional[str]:
+        """How ``fused=None``/``True`` stores the buffers: ``'flat'`` buckets (element-wise rules),
+        ``'stacked'`` same-shaped parameters (per-tensor rules), or ``None`` (always one per parameter)."""
+        return cls._fused_layout(cls.build_rule(cls.default_settings()))
 
     @classmethod
     def validate(cls, h: Settings) -> None:
@@ -566,7 +587,7 @@ class Optimizer(brainstate.graph.Node):
         mults = self._param_mults(infos, membership)
         for group in self._groups:                    # refusals first: nothing is registered on an error
             if not group.frozen and group.index in membership:
-                self._group_fuse(group)
+                self._group_layout(group)
         _sharding.check_resolvable(self._options['shard_state'],
                                    [_units.split(p.handle.value)[0] for p in self._registry.params + new_params])
         if new_states is not None:
@@ -669,15 +690,14 @@ class Optimizer(brainstate.graph.Node):
             settings = settings.replace(weight_decay=group.weight_decay)
         return group.algorithm.build_rule(settings)
 
-    def _group_fuse(self, group) -> Optional[bool]:
+    def _group_layout(self, group) -> Optional[str]:
+        """The fused layout kind of a group's buffers (``None``: one per parameter)."""
         fuse = self._options['fused']
-        rule = self._init_rule(group)
-        if fuse and not (rule.elementwise and type(self)._compute_updates is Optimizer._compute_updates):
-            raise ValueError(f"{group.algorithm.__name__} is not element-wise (it needs each parameter whole), "
-                             f"so it cannot run on fused flat buffers; leave fused=None or False")
-        if type(self)._compute_updates is not Optimizer._compute_updates:
-            return False
-        return fuse
+        kind = type(self)._fused_layout(self._init_rule(group))
+        if fuse and kind is None:
+            raise ValueError(f"{group.algorithm.__name__} in {type(self).__name__} needs one buffer per parameter, "
+                             f"so it cannot run on fused buffers; leave fused=None or False")
+        return None if fuse is False else kind
 
     def _rebuild_storage(self, old_membership) -> None:
         """Buffers for the current membership: known parameters keep theirs, new ones start fresh."""
@@ -696,7 +716,7 @@ class Optimizer(brainstate.graph.Node):
             rule = self._init_rule(group)
             mantissas = [_units.split(params[i].handle.value)[0] for i in members]
             ids, _ = self._mult_classes(members)
-            layout = make_layout(self._group_fuse(group), rule.elementwise, mantissas,
+            layout = make_layout(self._options['fused'], self._group_layout(group), mantissas,
                                  [self._step_offsets[i] for i in members], ids)
             layout, placement = _sharding.plan(layout, mantissas, self._options['shard_state'])
             storage = GroupStorage(type(self).__name__, group.index, members, rule.buffer_names, layout, placement)
@@ -968,7 +988,7 @@ class Optimizer(brainstate.graph.Node):
         new_params, new_stored, new_extra = self._compute_updates(processed, params, lrs, count, extra)
 
         if apply is not None:
-            keep = lambda new, old: jnp.where(apply, new, old)
+            keep = lambda new, old: new if new is old else jnp.where(apply, new, old)
             new_params = [keep(n, o) for n, o in zip(new_params, params)]
             new_stored = {g: jax.tree.map(keep, new_stored[g], old_stored[g]) for g in new_stored}
             new_extra = {name: jax.tree.map(keep, value, self._extra_states()[name].value)
@@ -985,7 +1005,8 @@ class Optimizer(brainstate.graph.Node):
             params_meta[i].handle.value = _units.merge(value, unit)
         for g, stored in new_stored.items():
             for name, value in stored.items():
-                self._storage[g].states[name].value = value
+                if any(new is not old for new, old in zip(value, old_stored[g][name])):   # unchanged: no copy
+                    self._storage[g].states[name].value = value
         extra_states = self._extra_states()
         for name, value in new_extra.items():
             extra_states[name].value = value
@@ -1028,8 +1049,9 @@ class Optimizer(brainstate.graph.Node):
     def _compute_updates(self, grads, params, lrs, count, extra):
         """New parameters (trainable order), stored buffers per group, extra State; nothing written.
 
-        Runs each group's rule: once per flat bucket for fused groups, once per
-        parameter otherwise; then decoupled decay and parameter clipping.
+        Runs each group's rule: once per flat bucket or per stack of same-shaped
+        members for fused groups, once per parameter otherwise; then decoupled
+        decay and parameter clipping.
         Algorithms that couple parameters (a global statistic, a line search)
         override this; they keep extra State listed by :meth:`_extra_states` and
         return its new values as the third item.
@@ -1045,20 +1067,23 @@ class Optimizer(brainstate.graph.Node):
             member_grads = [grads[position[i]] for i in members]
             member_params = [params[position[i]] for i in members]
             layout = storage.layout
+            applied = storage.fused and layout.apply_packed    # stacks: new parameters computed on the stack
             if storage.fused:
                 flat_grads = layout.pack(member_grads)
-                flat_params = layout.pack(member_params)     # dead code unless the rule reads it
+                flat_params = layout.pack(member_params)     # dead code unless the rule or decay reads it
                 deltas, stored = [], {name: [] for name in storage.states}
                 for b, bucket in enumerate(layout.buckets):
                     own_count = count - bucket.step_offset if bucket.step_offset else count
                     lr = lrs[g] * classes[bucket.group][0] if classes[bucket.group][0] != 1.0 else lrs[g]
                     buffers = {name: storage.states[name].value[b] for name in storage.states}
-                    delta, updated = rules[bucket.group].update(flat_grads[b], buffers, flat_params[b], lr,
-                                                                own_count)
+                    update = layout.update_fn(rules[bucket.group].update, bucket)   # vmapped over a stack
+                    delta, updated = update(flat_grads[b], buffers, flat_params[b], lr, own_count)
+                    if applied:
+                        delta = self._apply_delta(flat_params[b], delta, group, lrs[g], classes[bucket.group])
                     deltas.append(delta)
                     for name in storage.states:
                         stored[name].append(updated[name])
-                member_deltas = layout.scatter(deltas, count)
+                member_deltas = layout.scatter(deltas, count)      # or the new parameters, if applied
             else:
                 member_deltas, stored = [], {name: [] for name in storage.states}
                 for k, i in enumerate(members):
@@ -1071,8 +1096,8 @@ class Optimizer(brainstate.graph.Node):
                     for name in storage.states:
                         stored[name].append(updated[name])
             for k, i in enumerate(members):
-                new_params[position[i]] = self._apply_delta(member_params[k], member_deltas[k], group,
-                                                            lrs[g], self._mults[i])
+                new_params[position[i]] = member_deltas[k] if applied else self._apply_delta(
+                    member_params[k], member_deltas[k], group, lrs[g], self._mults[i])
             new_stored[g] = stored
         return new_params, new_stored, {}
 

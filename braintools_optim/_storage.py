@@ -3,9 +3,11 @@
 Each trainable group owns one :class:`GroupStorage`: for each buffer of its
 algorithm's rule (``exp_avg``, ``exp_avg_sq``, ...) one brainstate State whose
 value is a list of arrays, laid out by :mod:`._layout` (one flat array per
-bucket of small parameters for element-wise rules, one array per parameter
-otherwise). ``values()``/``set_values()`` convert to and from one array per
-member parameter, so checkpoints and ``opt.buffers()`` never depend on the layout.
+bucket of small parameters for element-wise rules, one stack per shape and
+bucket for per-tensor rules (:mod:`._stacked`), one array per parameter with
+``fused=False``). ``values()``/``set_values()`` convert to and from one array
+per member parameter, so checkpoints and ``opt.buffers()`` never depend on the
+layout.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from typing import Any, Dict, List, Optional, Sequence
 import brainstate
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _ensemble
 from ._copying import PlainCopy
 from ._layout import DEFAULT_MAX_FUSED_SIZE, FlatLayout, PerParamLayout, placement
+from ._stacked import StackedLayout
 
 
 class OptimizerState(brainstate.LongTermState):
@@ -37,7 +41,7 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         layout: the :mod:`._layout` object describing how they are stored.
     """
 
-    graph_invisible_attrs = ('group', 'members', 'layout', 'placement')
+    graph_invisible_attrs = ('group', 'members', 'layout', 'placement', 'stored_ndims')
 
     def __init__(self, owner: str, group: int, members: Sequence[int], buffer_names: Sequence[str], layout,
                  placement=None):
@@ -48,6 +52,9 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         prefix = owner if group == 0 else f'{owner}.group{group}'
         self.states: Dict[str, OptimizerState] = {
             name: OptimizerState([], name=f'{prefix}.{name}') for name in buffer_names}
+        # each buffer's first stored array's ndim for ONE model (written inside vmap_new_states for an
+        # ensemble): more axes when read later are member axes (:func:`._ensemble.unpack`)
+        self.stored_ndims: Dict[str, int] = {}
 
     @property
     def fused(self) -> bool:
@@ -55,13 +62,20 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
 
     def values(self, name: str) -> List[jax.Array]:
         """Buffer ``name`` as one array per member (member order), whatever the layout."""
-        return _ensemble.unpack(self.layout, self.states[name].value)
+        return self.unpack(name, self.states[name].value)
+
+    def unpack(self, name: str, stored: Sequence[Any]) -> List[Any]:
+        """Stored arrays of buffer ``name`` (its value, or host copies of it) as one array per member."""
+        return _ensemble.unpack(self.layout, stored, self.stored_ndims.get(name))
 
     def set_values(self, name: str, per_param: Sequence[jax.Array]) -> None:
         self.set_stored(name, self.layout.pack(list(per_param)))
 
     def set_stored(self, name: str, stored: Sequence[jax.Array]) -> None:
         """Write buffer ``name`` in its stored form, placed on its target shardings."""
+        stored = list(stored)
+        if stored:
+            self.stored_ndims[name] = int(np.ndim(stored[0]))
         self.states[name].value = self.placed(stored)
 
     def placed(self, stored: Sequence[jax.Array]) -> List[jax.Array]:
@@ -76,18 +90,23 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         return dict(self.__dict__, placement=None)
 
 
-def make_layout(fuse: Optional[bool], elementwise: bool, mantissas: Sequence[Any], step_offsets: Sequence[int],
-                keys: Sequence[Any]):
-    """The layout for one group's members: flat buckets for element-wise rules unless ``fuse is False``.
+#: the fused layouts by kind (see ``Optimizer._fused_layout``)
+FUSED_LAYOUTS = {'flat': FlatLayout, 'stacked': StackedLayout}
 
+
+def make_layout(fuse: Optional[bool], kind: Optional[str], mantissas: Sequence[Any], step_offsets: Sequence[int],
+                keys: Sequence[Any]):
+    """The layout for one group's members: ``kind`` (``'flat'``, ``'stacked'``) unless ``fuse is False``.
+
+    ``kind`` is ``None`` for a step that needs one buffer per parameter.
     ``keys`` adds to the bucket key (per-parameter lr/wd multipliers): members
     that differ there never share a bucket, because their rule arguments differ.
     """
-    if fuse is False or not elementwise or not mantissas:
+    if fuse is False or kind is None or not mantissas:
         return PerParamLayout()
     max_size = None if fuse else DEFAULT_MAX_FUSED_SIZE
-    return FlatLayout([m.shape for m in mantissas], [m.dtype for m in mantissas], list(keys),
-                      list(step_offsets), max_size, placements=[placement(m) for m in mantissas])
+    return FUSED_LAYOUTS[kind]([m.shape for m in mantissas], [m.dtype for m in mantissas], list(keys),
+                               list(step_offsets), max_size, placements=[placement(m) for m in mantissas])
 
 
 def initial_buffers(rule, mantissa) -> Dict[str, jax.Array]:

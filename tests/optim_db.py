@@ -22,6 +22,11 @@ optimizer, so that adding an optimizer is adding a row here:
   (``cls.is_elementwise()``, ``cls.weight_decay_mode``, whether a momentum-cycling
   scheduler is accepted); checked against the class, and used by the generic
   tests to pick their subjects.
+* ``layout``: how ``fused=None`` stores the buffers (``cls.fused_layout()``):
+  ``'flat'`` buckets, ``'stacked'`` same-shaped parameters, or
+  ``'per-parameter'``; left out, it is ``'flat'`` for element-wise algorithms
+  and ``'stacked'`` for the others. ``tests/test_fused.py`` checks every fused
+  layout against ``fused=False``.
 * ``convergence``: how the optimizer is driven on the convergence problems of
   ``tests/test_convergence.py`` (learning rate, steps, whether it needs a
   decaying schedule, L-BFGS's line-search arguments, evaluation at the
@@ -78,6 +83,12 @@ class OptimInfo:
     no_reference: Optional[str] = None
     aliases: Tuple[str, ...] = ()
     wrapper: bool = False
+    layout: Optional[str] = None              # None: 'flat' if elementwise else 'stacked'
+
+    @property
+    def fused_layout(self) -> str:
+        """How ``fused=None`` stores the buffers: 'flat', 'stacked' or 'per-parameter'."""
+        return self.layout or ('flat' if self.elementwise else 'stacked')
 
     def __repr__(self) -> str:               # short ids in pytest output
         return self.name
@@ -184,20 +195,20 @@ _ENTRIES = [
               convergence=(Convergence(_plain(bo.ScheduleFreeAdamW, warmup_steps=10), lr=0.05,
                                        at_average=True),)),
     OptimInfo('Prodigy', bo.Prodigy, lambda **kw: bo.Prodigy(lr=1.0, weight_decay=1e-3, **kw),
-              references=('optax',), decay='in_rule',
+              references=('optax',), decay='in_rule', layout='flat',
               convergence=(Convergence(_plain(bo.Prodigy), lr=1.0),)),
     OptimInfo('LBFGS', bo.LBFGS, lambda **kw: bo.LBFGS(lr=0.1, linesearch=None, **kw),
-              references=('optax',),
+              references=('optax',), layout='flat',
               convergence=(Convergence(_plain(bo.LBFGS), lr=1.0, steps=60, line_search=True, variant='zoom'),
                            Convergence(_plain(bo.LBFGS, linesearch='backtracking', memory_size=5), lr=1.0,
                                        steps=100, line_search=True, variant='backtracking'))),
     OptimInfo('OptaxOptimizer', bo.OptaxOptimizer,
               lambda **kw: bo.OptaxOptimizer(optax.adamw(0.05, weight_decay=1e-2), weight_decay=1e-3, **kw),
-              references=('optax',),
+              references=('optax',), layout='per-parameter',
               convergence=(Convergence(lambda lr, **o: bo.OptaxOptimizer(optax.adam(lr), **o), lr=0.05),)),
     OptimInfo('Lookahead', bo.Lookahead,
               lambda **kw: bo.Lookahead(bo.Adam(lr=0.05, weight_decay=1e-3, **kw), sync_period=3, alpha=0.5),
-              references=('optax',), decay=None, wrapper=True,
+              references=('optax',), decay=None, wrapper=True, layout='per-parameter',
               convergence=(Convergence(_lookahead_adam, lr=0.05),)),
 ]
 
@@ -211,6 +222,9 @@ ELEMENTWISE = [info for info in ALL if info.elementwise]
 NOT_ELEMENTWISE = [info for info in ALL if not info.elementwise]
 #: entries that are Optimizer subclasses (Lookahead is a wrapper around one)
 OPTIMIZERS = [info for info in ALL if not info.wrapper]
+#: optimizers whose default layout fuses parameters (flat buckets or stacks) / stacks them
+FUSED = [info for info in OPTIMIZERS if info.fused_layout != 'per-parameter']
+STACKED = [info for info in OPTIMIZERS if info.fused_layout == 'stacked']
 
 
 def names(infos) -> list:

@@ -81,10 +81,11 @@ def test_registry_row_agrees_with_its_class(info):
     assert core(info.make(skip_nonfinite=True)).skip_nonfinite is True      # engine options pass through
     assert info.wrapper == (not issubclass(info.cls, bo.Optimizer))
     if info.wrapper:
-        assert info.decay is None and not info.elementwise
+        assert info.decay is None and not info.elementwise and info.fused_layout == 'per-parameter'
         return
     cls = info.cls
     assert info.elementwise == cls.is_elementwise()
+    assert info.fused_layout == (cls.fused_layout() or 'per-parameter')
     assert info.decay == cls.weight_decay_mode
     assert info.cycles_momentum == (cls.cycle_error(cls.default_settings()) is None)
 

@@ -218,8 +218,12 @@ def backtracking_linesearch(value, f0, g0, c1, max_steps, loop=jax.lax.while_loo
     return jnp.where(done, a_star, jnp.zeros((), dtype)), n
 
 
+#: L-BFGS's per-parameter buffers: the histories of s and y (memory first), the previous point and gradient
+BUFFER_NAMES = ('diff_params', 'diff_grads', 'prev_param', 'prev_grad')
+
+
 def _lbfgs_rule(memory_size: int) -> UpdateRule:
-    names = ('diff_params', 'diff_grads', 'prev_param', 'prev_grad')
+    names = BUFFER_NAMES
 
     def init(param):
         ring = jnp.zeros((memory_size,) + tuple(param.shape), param.dtype)
@@ -429,7 +433,60 @@ class LBFGS(Optimizer):
                             f"{type(value_fn).__name__}")
         return {'value_fn': _no_argument_form(value_fn, self)}, ({} if value is None else {'value': value})
 
+    @classmethod
+    def _fused_layout(cls, rule):
+        # the direction is element-wise arithmetic plus dot products over all parameters, which flat
+        # buckets serve directly (the histories are kept as (memory, bucket size))
+        return 'flat'
+
+    def _chunks(self, grads, params, lrs):
+        """The step's operands per stored chunk: one per flat bucket (fused) or one per parameter.
+
+        Returns ``(grads, params, lrs, buffers)`` as lists over all groups' chunks.
+        """
+        position = {i: j for j, i in enumerate(self._trainable)}
+        out = ([], [], [], {name: [] for name in BUFFER_NAMES})
+        for g, storage in self._storage.items():
+            ids, classes = self._mult_classes(storage.members)
+            member_grads = [grads[position[i]] for i in storage.members]
+            member_params = [params[position[i]] for i in storage.members]
+            if storage.fused:
+                out[0].extend(storage.layout.pack(member_grads))
+                out[1].extend(storage.layout.pack(member_params))
+                chunk_classes = [classes[bucket.group] for bucket in storage.layout.buckets]
+            else:
+                out[0].extend(member_grads)
+                out[1].extend(member_params)
+                chunk_classes = [classes[k] for k in ids]
+            out[2].extend(lrs[g] * lr_mult if lr_mult != 1.0 else lrs[g] for lr_mult, _ in chunk_classes)
+            for name, state in storage.states.items():
+                out[3][name].extend(state.value)
+        return out
+
+    def _per_parameter(self, chunks, count):
+        """Chunk values (one per bucket or parameter, group after group) as one array per trainable parameter."""
+        position = {i: j for j, i in enumerate(self._trainable)}
+        out = [None] * len(self._trainable)
+        start = 0
+        for storage in self._storage.values():
+            n = len(storage.layout.buckets) if storage.fused else len(storage.members)
+            part = chunks[start:start + n]
+            start += n
+            for i, value in zip(storage.members, storage.layout.scatter(part, count) if storage.fused else part):
+                out[position[i]] = value
+        return out
+
+    def _stored_from_chunks(self, buffers):
+        """Chunk buffers (group after group) as the stored value of each group's States."""
+        out, start = {}, 0
+        for g, storage in self._storage.items():
+            n = len(storage.layout.buckets) if storage.fused else len(storage.members)
+            out[g] = {name: values[start:start + n] for name, values in buffers.items()}
+            start += n
+        return out
+
     def _compute_updates(self, grads, params, lrs, count, extra):
+        """One L-BFGS step on the stored chunks (flat buckets or parameters): the same math either way."""
         dtype = self.rho.value.dtype
         m = self.memory_size
         k = count - 1                           # 0-based iteration
@@ -437,11 +494,11 @@ class LBFGS(Optimizer):
         groups = [self._groups[self._membership[i]] for i in trainable]
         mults = [self._mults[i] for i in trainable]
         decays = [self._decay_for(g, mult[1]) for g, mult in zip(groups, mults)]
-        old_buffers = self._buffers_per_param()
+        chunk_grads, chunk_params, chunk_lrs, old_buffers = self._chunks(grads, params, lrs)
 
         # 1. the newest pair (s, y), kept if it has positive curvature
-        s = [p - q for p, q in zip(params, old_buffers['prev_param'])]
-        y = [g - q for g, q in zip(grads, old_buffers['prev_grad'])]
+        s = [p - q for p, q in zip(chunk_params, old_buffers['prev_param'])]
+        y = [g - q for g, q in zip(chunk_grads, old_buffers['prev_grad'])]
         sy = tree_dot(s, y, dtype)
         yy = tree_dot(y, y, dtype)
         valid = (k > 0) & (sy > 0.0)
@@ -452,19 +509,18 @@ class LBFGS(Optimizer):
         rho = self.rho.value.at[slot].set(jnp.where(valid, 1.0 / jnp.where(valid, sy, 1.0), 0.0))
 
         # 2. the direction
-        grad_norm = jnp.sqrt(tree_dot(grads, grads, dtype))
+        grad_norm = jnp.sqrt(tree_dot(chunk_grads, chunk_grads, dtype))
         capped = jnp.minimum(1.0, 1.0 / grad_norm)
         if self.scale_init_precond:
             gamma = jnp.where(valid & (yy > 0.0), sy / jnp.where(yy > 0.0, yy, 1.0), capped)
         else:
             gamma = jnp.ones((), dtype)
-        h_grad = two_loop(grads, diff_params, diff_grads, rho, gamma, slot, dtype)
-        slope = -tree_dot(grads, h_grad, dtype)
+        h_grad = two_loop(chunk_grads, diff_params, diff_grads, rho, gamma, slot, dtype)
+        slope = -tree_dot(chunk_grads, h_grad, dtype)
         # a non-descent direction (numerically) falls back to the scaled gradient
         descent = slope < 0.0
-        h_grad = [jnp.where(descent, h, (capped * g).astype(g.dtype)) for h, g in zip(h_grad, grads)]
-        param_lrs = [lrs[g.index] * mult[0] if mult[0] != 1.0 else lrs[g.index] for g, mult in zip(groups, mults)]
-        direction = [-lr.astype(h.dtype) * h for h, lr in zip(h_grad, param_lrs)]
+        h_grad = [jnp.where(descent, h, (capped * g).astype(g.dtype)) for h, g in zip(h_grad, chunk_grads)]
+        direction = self._per_parameter([-lr.astype(h.dtype) * h for h, lr in zip(h_grad, chunk_lrs)], count)
 
         # 3. the step size
         if self.linesearch is None:
@@ -475,9 +531,9 @@ class LBFGS(Optimizer):
 
         new_params = [self._apply_delta(p, stepsize.astype(p.dtype) * d, g, lrs[g.index], mult)
                       for p, d, g, mult in zip(params, direction, groups, mults)]
-        new_buffers = {'diff_params': diff_params, 'diff_grads': diff_grads, 'prev_param': list(params),
-                       'prev_grad': list(grads)}
-        return (new_params, self._stored_from_per_param(new_buffers),
+        new_buffers = {'diff_params': diff_params, 'diff_grads': diff_grads, 'prev_param': chunk_params,
+                       'prev_grad': chunk_grads}
+        return (new_params, self._stored_from_chunks(new_buffers),
                 {'rho': rho, 'last_stepsize': stepsize, 'linesearch_evals': evals})
 
     # ------------------------------------------------------------------ line search

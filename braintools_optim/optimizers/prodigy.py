@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Dict, List
 
 import jax.numpy as jnp
 
@@ -104,19 +105,57 @@ class Prodigy(Optimizer):
     def _extra_states(self):
         return {'d': self.d, 'd_numerator': self.d_numerator}
 
+    @classmethod
+    def _fused_layout(cls, rule):
+        # every buffer is element-wise and d, r are sums over everything: flat buckets serve them directly
+        return 'flat'
+
     def _compute_updates(self, grads, params, lrs, count, extra):
-        """One Prodigy step over every trainable parameter (all groups share ``d``)."""
-        groups = [self._groups[self._membership[i]] for i in self._trainable]
-        mults = [self._mults[i] for i in self._trainable]
-        param_lrs = [lrs[g.index] * m[0] if m[0] != 1.0 else lrs[g.index] for g, m in zip(groups, mults)]
-        decays = [self._decay_for(g, m[1]) for g, m in zip(groups, mults)]
+        """One Prodigy step over every trainable parameter (all groups share ``d``).
+
+        The step runs on the stored *chunks*: one per flat bucket (fused
+        layout, a bucket shares one lr and decay) or one per parameter
+        (``fused=False``); :func:`prodigy_step` is the same math either way.
+        """
+        position = {i: j for j, i in enumerate(self._trainable)}
+        chunks = []                   # (group, layout, member grads/params, chunk grads/params, lrs, decays)
+        for g, storage in self._storage.items():
+            group = self._groups[g]
+            ids, classes = self._mult_classes(storage.members)
+            member_grads = [grads[position[i]] for i in storage.members]
+            member_params = [params[position[i]] for i in storage.members]
+            if storage.fused:
+                layout = storage.layout
+                chunk_classes = [classes[bucket.group] for bucket in layout.buckets]
+                chunk_grads, chunk_params = layout.pack(member_grads), layout.pack(member_params)
+            else:
+                layout = None
+                chunk_classes = [classes[k] for k in ids]
+                chunk_grads, chunk_params = member_grads, member_params
+            chunk_lrs = [lrs[g] * lr_mult if lr_mult != 1.0 else lrs[g] for lr_mult, _ in chunk_classes]
+            chunk_decays = [self._decay_for(group, wd_mult) for _, wd_mult in chunk_classes]
+            chunks.append((g, layout, member_params, chunk_grads, chunk_params, chunk_lrs, chunk_decays))
+
+        flat = lambda column: [x for chunk in chunks for x in chunk[column]]
+        buffers = {name: [x for g in self._storage for x in self._storage[g].states[name].value]
+                   for name in PRODIGY_RULE.buffer_names}
         h = self._default_group.settings
         deltas, new_buffers, d, numerator = prodigy_step(
-            grads, params, self._buffers_per_param(), param_lrs, [0.0 if x is None else x for x in decays],
+            flat(3), flat(4), buffers, flat(5), [0.0 if x is None else x for x in flat(6)],
             count, self.d.value, self.d_numerator.value, betas=h.betas, beta3=h.beta3, eps=h.eps, d0=h.d0,
             d_coef=h.d_coef, growth_rate=h.growth_rate, safeguard_warmup=h.safeguard_warmup,
             use_bias_correction=h.use_bias_correction)
-        # weight_decay_mode 'in_rule': _apply_delta only adds the delta and clips the parameter.
-        new_params = [self._apply_delta(p, delta, g, lrs[g.index], m)
-                      for p, delta, g, m in zip(params, deltas, groups, mults)]
-        return new_params, self._stored_from_per_param(new_buffers), {'d': d, 'd_numerator': numerator}
+
+        new_params: List = [None] * len(params)
+        new_stored: Dict[int, Dict[str, List]] = {}
+        start = 0
+        for g, layout, member_params, chunk_grads, *_ in chunks:
+            stop = start + len(chunk_grads)
+            new_stored[g] = {name: new_buffers[name][start:stop] for name in PRODIGY_RULE.buffer_names}
+            member_deltas = deltas[start:stop] if layout is None else layout.scatter(deltas[start:stop], count)
+            start = stop
+            group = self._groups[g]
+            # weight_decay_mode 'in_rule': _apply_delta only adds the delta and clips the parameter.
+            for i, param, delta in zip(self._storage[g].members, member_params, member_deltas):
+                new_params[position[i]] = self._apply_delta(param, delta, group, lrs[g], self._mults[i])
+        return new_params, new_stored, {'d': d, 'd_numerator': numerator}
