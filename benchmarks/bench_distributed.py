@@ -42,7 +42,6 @@ def measure(repeats: int) -> dict:
     """Runs inside a process with ``n`` devices: one row per layout."""
     import brainstate
     import jax
-    import jax.numpy as jnp
     import numpy as np
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 

@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _ensemble, _keys, _units
+from . import _keys, _units
 from ._rng import StepKeys
 from ._errors import CheckpointMismatchError
 
@@ -87,8 +87,7 @@ def _host_buffers(opt: 'Optimizer', names, trainable) -> Dict[str, Dict[str, np.
     for storage in opt._storage.values():
         for name, state in storage.named_states().items():       # the master copies too (``master``)
             stored = [_host(value, f"buffer {name!r}") for value in state.value]
-            part = storage.part(name)
-            for i, value in zip(part.members, _ensemble.unpack(part.layout, stored)):
+            for i, value in zip(storage.part(name).members, storage.unpack(name, stored)):
                 columns.setdefault(name, {})[i] = np.array(value)
     return {name: {names[i]: column[i] for i in trainable if i in column} for name, column in columns.items()}
 

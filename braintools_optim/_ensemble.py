@@ -33,17 +33,21 @@ def _stored_ndim(layout, b: int) -> Optional[int]:
     buckets = getattr(layout, 'buckets', None)
     if buckets is None:
         return None                                   # one array per parameter: nothing is sliced
-    if len(buckets[b].members) > 1 and getattr(layout, 'apply_packed', False):
-        return 1 + len(buckets[b].shapes[0])          # a stack (:mod:`._stacked`): (members, *shape)
     if len(buckets[b].members) > 1 or (getattr(layout, 'sharded', None) or [False] * len(buckets))[b]:
         return 1
     return len(buckets[b].shapes[0])
 
 
-def unpack(layout, stored: Sequence[Any]):
-    """``layout.unpack(stored)`` for one member, mapped over any leading member axes of ``stored``."""
+def unpack(layout, stored: Sequence[Any], ndim: Optional[int] = None):
+    """``layout.unpack(stored)`` for one member, mapped over any leading member axes of ``stored``.
+
+    ``ndim`` is the first stored array's ndim for one member, as written at
+    registration (``GroupStorage.stored_ndims``); without it, it is inferred
+    from the layout (flat buckets and parameter-shaped buffers only).
+    """
     stored = list(stored)
-    ndim = _stored_ndim(layout, 0) if stored else None
+    if ndim is None or getattr(layout, 'buckets', None) is None:
+        ndim = _stored_ndim(layout, 0) if stored else None
     extra = 0 if ndim is None else member_axes(stored[0], ndim)
     fn = layout.unpack
     for _ in range(extra):

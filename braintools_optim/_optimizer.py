@@ -1173,7 +1173,7 @@ class Optimizer(brainstate.graph.Node):
             layout = storage.layout
             plan = storage.plan    # precision options (_mixed): each slot's new parameters are written by the plan
             # new parameters, not deltas, come out of each slot (stacks; precision plans)
-            applied = plan is not None or (storage.fused and getattr(layout, 'apply_packed', False))
+            applied = plan is not None or (storage.fused and layout.apply_packed)
             if plan is not None:
                 key, masters = (_mixed.step_key(self._keys) if plan.any_stochastic else None), {}
                 run = lambda s, update, grad, buffers, param, lr, own_count, mults: plan.run(
@@ -1189,9 +1189,7 @@ class Optimizer(brainstate.graph.Node):
                     own_count = count - bucket.step_offset if bucket.step_offset else count
                     lr = lrs[g] * classes[bucket.group][0] if classes[bucket.group][0] != 1.0 else lrs[g]
                     buffers = {name: storage.states[name].value[b] for name in storage.states}
-                    update = rules[bucket.group].update
-                    if hasattr(layout, 'update_fn'):                 # vmapped over a stack
-                        update = layout.update_fn(update, bucket)
+                    update = layout.update_fn(rules[bucket.group].update, bucket)   # vmapped over a stack
                     if plan is not None:
                         delta, updated = run(b, update, flat_grads[b], buffers, flat_params[b], lr, own_count,
                                              classes[bucket.group])

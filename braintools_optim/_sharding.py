@@ -21,7 +21,8 @@ SPMD partitioner does the rest):
     device's slice and XLA gathers the new parameters, which stay replicated.
     A rule that needs whole parameters (Lamb, Lars, Muon, Adafactor, ...)
     keeps its per-parameter buffers split along their first dimension that
-    ``n`` divides, or replicated when none does. A parameter already
+    ``n`` divides, or replicated when none does (under ZeRO-1 such a rule runs
+    one call per parameter, not on stacks). A parameter already
     partitioned (model parallelism, FSDP) keeps its buffers with it.
 
 The mesh of ``shard_state='data'`` is the one the parameters' ``NamedSharding``
@@ -45,7 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from ._layout import FlatLayout
+from ._layout import FlatLayout, PerParamLayout
+from ._stacked import StackedLayout
 
 
 # ---------------------------------------------------------------------------- the option
@@ -233,6 +235,8 @@ class ShardedFlatLayout:
     """
 
     fused = True
+    apply_packed = False
+    update_fn = staticmethod(FlatLayout.update_fn)
 
     def __init__(self, inner: FlatLayout, sharded: Sequence[bool], n: int):
         self.inner = inner
@@ -253,20 +257,24 @@ class ShardedFlatLayout:
 
     def pack(self, per_param: Sequence[Any]) -> List[Any]:
         out = []
-        for b, flat in enumerate(self.inner.pack(per_param)):
+        for b, (bucket, flat) in enumerate(zip(self.buckets, self.inner.pack(per_param))):
             if self.sharded[b]:
-                flat = jnp.ravel(flat)
+                # leading axes (L-BFGS histories, ``(memory, *shape)``) stay; the parameter axes are flattened
+                lead = flat.ndim - (len(bucket.shapes[0]) if len(bucket.members) == 1 else 1)
+                flat = flat.reshape(flat.shape[:lead] + (-1,))
                 pad = self.padded_size(b) - self.sizes[b]
                 if pad:
-                    flat = jnp.concatenate([flat, jnp.zeros((pad,), flat.dtype)])
+                    flat = jnp.concatenate([flat, jnp.zeros(flat.shape[:lead] + (pad,), flat.dtype)], axis=lead)
             out.append(flat)
         return out
 
     def _unpadded(self, stored: Sequence[Any]) -> List[Any]:
         out = []
         for b, (bucket, flat) in enumerate(zip(self.buckets, stored)):
-            if self.sharded[b] and len(bucket.members) == 1:
-                flat = flat[:self.sizes[b]].reshape(bucket.shapes[0])
+            if self.sharded[b]:
+                flat = flat[..., :self.sizes[b]]
+                if len(bucket.members) == 1:
+                    flat = flat.reshape(flat.shape[:-1] + tuple(bucket.shapes[0]))
             out.append(flat)
         return out
 
@@ -287,6 +295,16 @@ def plan(layout, mantissas: Sequence[Any], option: Optional[StateSharding]):
         n = option.size(mesh)
         # ZeRO-1 keeps parameters replicated: one on a single device is replicated over the mesh from now on
         params = [replicated if p is None and _is_replicated(m) else p for m, p in zip(mantissas, params)]
+    if isinstance(layout, StackedLayout):
+        if mesh is not None:
+            # ZeRO-1 splits each parameter's buffers along a dimension n divides: one buffer per parameter
+            layout = PerParamLayout()
+        else:
+            buckets = layout.buckets
+            slots = [_bucket_slot(b, params) for b in buckets]
+            shapes = [tuple(b.shapes[0]) if len(b.members) == 1 else (len(b.members),) + tuple(b.shapes[0])
+                      for b in buckets]
+            return layout, Placement(slots, shapes, params)
     if isinstance(layout, FlatLayout):
         buckets = layout.buckets
         slots = [_bucket_slot(b, params) for b in buckets]

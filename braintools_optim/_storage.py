@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import brainstate
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from . import _ensemble
 from ._copying import PlainCopy
@@ -49,7 +50,7 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
         layout: the :mod:`._layout` object describing how they are stored.
     """
 
-    graph_invisible_attrs = ('group', 'members', 'layout', 'placement', 'plan')
+    graph_invisible_attrs = ('group', 'members', 'layout', 'placement', 'plan', 'stored_ndims')
 
     def __init__(self, owner: str, group: int, members: Sequence[int], buffer_names: Sequence[str], layout,
                  placement=None):
@@ -62,6 +63,9 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
             name: OptimizerState([], name=f'{prefix}.{name}') for name in buffer_names}
         self.plan = None                  # the group's precision plan (:mod:`._mixed`), None without options
         self.master: Optional[GroupStorage] = None     # float32 master copies of its narrow members
+        # each buffer's first stored array's ndim for ONE model (written inside vmap_new_states for an
+        # ensemble): more axes when read later are member axes (:func:`._ensemble.unpack`)
+        self.stored_ndims: Dict[str, int] = {}
 
     @property
     def fused(self) -> bool:
@@ -80,8 +84,13 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
 
     def values(self, name: str) -> List[jax.Array]:
         """Buffer ``name`` as one array per member of :meth:`part` (member order), whatever the layout."""
+        return self.unpack(name, self.part(name).states[name].value)
+
+    def unpack(self, name: str, stored: Sequence[Any]) -> List[Any]:
+        """Stored arrays of buffer ``name`` (its value, or host copies of it) as one array per member of
+        :meth:`part`."""
         part = self.part(name)
-        return _ensemble.unpack(part.layout, part.states[name].value)
+        return _ensemble.unpack(part.layout, stored, part.stored_ndims.get(name))
 
     def set_values(self, name: str, per_param: Sequence[jax.Array]) -> None:
         self.set_stored(name, self.part(name).layout.pack(list(per_param)))
@@ -89,6 +98,9 @@ class GroupStorage(PlainCopy, brainstate.graph.Node):
     def set_stored(self, name: str, stored: Sequence[jax.Array]) -> None:
         """Write buffer ``name`` in its stored form, placed on its target shardings."""
         part = self.part(name)
+        stored = list(stored)
+        if stored:
+            part.stored_ndims[name] = int(np.ndim(stored[0]))
         part.states[name].value = part.placed(stored)
 
     def placed(self, stored: Sequence[jax.Array]) -> List[jax.Array]:

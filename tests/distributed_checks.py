@@ -224,6 +224,53 @@ def check_zero1():
                     assert array.sharding.spec == P('data'), (name, array.shape, array.sharding)
 
 
+def check_stacks_and_flat_histories_on_a_mesh():
+    """Stacked per-tensor rules (Lamb, Muon) and flat-bucket steps (Prodigy, L-BFGS) on replicated parameters.
+
+    Without ``shard_state`` a stack of same-shaped parameters stays stacked and
+    replicated; under ZeRO-1 a per-tensor rule runs one call per parameter (its
+    buffers split along a dimension), a flat bucket is padded and partitioned
+    (L-BFGS's ``(memory, size)`` histories along their last axis). The numbers
+    are those of one device: L-BFGS's direction amplifies the summation order of
+    its dot products, so it is compared at 1e-3 relative to the parameters.
+    """
+    mesh = Mesh(np.array(jax.devices()), ('data',))
+    rng = np.random.RandomState(3)
+    values = {f'w{i}': rng.randn(8, 4).astype(np.float32) for i in range(3)}
+    values['b'] = rng.randn(5).astype(np.float32)
+
+    def run(make, shardings, **options):
+        params = _param_states(values, shardings)
+        opt = make(**options).register_trainable_weights(params)
+        loss = lambda: sum(jnp.sum(jnp.sin(p.value) * (1 + p.value)) for p in params.values())
+        step = brainstate.transform.jit(lambda: opt.update(brainstate.transform.grad(loss, params)()))
+        for _ in range(4):
+            step()
+        return {k: np.asarray(p.value) for k, p in params.items()}, opt
+
+    replicated = {k: NamedSharding(mesh, P()) for k in values}
+    cases = {'Lamb': (lambda **o: bo.Lamb(lr=0.05, **o), 'StackedLayout', 1e-6),
+             'Muon': (lambda **o: bo.Muon(lr=0.05, **o), 'StackedLayout', 1e-6),
+             'Prodigy': (lambda **o: bo.Prodigy(**o), 'FlatLayout', 1e-6),
+             'LBFGS': (lambda **o: bo.LBFGS(lr=0.1, **o), 'FlatLayout', 1e-3)}
+    for name, (make, kind, tol) in cases.items():
+        expected, _ = run(make, None)
+        scale = max(float(np.max(np.abs(v))) for v in expected.values())
+        for option in (None, 'data'):
+            got, opt = run(make, replicated, shard_state=option)
+            for k in expected:
+                np.testing.assert_allclose(got[k], expected[k], rtol=0, atol=tol * scale, err_msg=f"{name} {option} {k}")
+            layout = type(opt._storage[0].layout).__name__
+            if option is None:
+                assert layout == kind, (name, layout)
+                for arrays in bo.distributed.buffer_shardings(opt).values():
+                    for sharding in arrays.values():
+                        assert sharding.is_fully_replicated and len(sharding.device_set) == 8, (name, sharding)
+            else:
+                assert any(not s.is_fully_replicated for arrays in bo.distributed.buffer_shardings(opt).values()
+                           for s in arrays.values()), f"{name}: shard_state='data' partitioned nothing"
+
+
 def check_zero1_state_bytes():
     """Per-device state bytes shrink by the axis size (measured on the shards each device holds)."""
     mesh = Mesh(np.array(jax.devices()), ('data',))

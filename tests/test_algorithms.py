@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import brainstate
 import brainunit as u
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -29,17 +29,21 @@ POISON = np.array([[0, 1, 0, 0], [0, 0, 0, 0], [0, 0, 1, 1], [0, 1, 0, 0], [0, 0
 
 
 class Neuron(brainstate.nn.Module):
-    """A rate neuron ``y = gain * tanh(x @ w) + bias`` with a time constant in ms (units are kept)."""
+    """A rate neuron ``y = gain * tanh(x @ w) + tanh(x @ v) + bias`` with a time constant in ms (units are kept).
+
+    ``w`` and ``v`` have one shape, so a per-tensor rule (Lamb) keeps them in one stack.
+    """
 
     def __init__(self, w0):
         super().__init__()
         self.w = brainstate.ParamState(jnp.asarray(w0))
+        self.v = brainstate.ParamState(0.5 * jnp.flip(jnp.asarray(w0)))
         self.gain = brainstate.ParamState(jnp.ones(()))
         self.tau = brainstate.ParamState(jnp.full((2,), 5.0) * u.ms)
 
     def __call__(self, x):
         decay = jnp.exp(-u.get_mantissa(u.ms / self.tau.value))
-        return self.gain.value * jnp.tanh(x @ self.w.value) + jnp.sum(decay)
+        return self.gain.value * jnp.tanh(x @ self.w.value) + jnp.tanh(x @ self.v.value) + jnp.sum(decay)
 
 
 def _loss(model, poison):
@@ -103,7 +107,8 @@ def train_members_one_by_one(make):
     members = []
     for i in range(N):
         for key, state in model.states(brainstate.ParamState).items():
-            state.value = jnp.asarray(INIT[i]) if key == ('w',) else initial[key]
+            start = {('w',): jnp.asarray(INIT[i]), ('v',): 0.5 * jnp.flip(jnp.asarray(INIT[i]))}
+            state.value = start.get(key, initial[key])
         opt.load_state_dict(fresh)
         if per_member_lr:
             opt.set_lr(float(LRS[i]))
@@ -149,7 +154,7 @@ def test_the_default_layout_keeps_one_flat_bucket_per_member():
     _, opt = build_ensemble(MAKERS['Adam'])
     storage = opt._storage[0]
     assert storage.fused and len(storage.layout.buckets) == 1
-    assert [a.shape for a in storage.states['exp_avg'].value] == [(N, 3 + 1 + 2)]
+    assert [a.shape for a in storage.states['exp_avg'].value] == [(N, 3 + 3 + 1 + 2)]
 
 
 def test_per_member_learning_rates_read_and_set_outside_and_inside_vmap():
@@ -208,7 +213,7 @@ def test_what_cannot_work_outside_vmap_says_so():
         opt.register_trainable_weights({'extra': brainstate.ParamState(jnp.ones(2))})
     with pytest.raises(RuntimeError, match='belongs to an ensemble'):
         opt.add_param_group(params='w', lr=0.1)
-    assert len(opt.param_states) == 3
+    assert len(opt.param_states) == 4
 
 
 def test_an_optimizer_registered_with_the_whole_ensemble_is_explained():

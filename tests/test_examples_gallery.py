@@ -8,7 +8,6 @@ assertions check what each script claims to show, not just that it runs.
 from __future__ import annotations
 
 import importlib.util
-import os
 import pathlib
 import signal
 
