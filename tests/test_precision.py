@@ -784,3 +784,20 @@ def test_prodigy_runs_its_own_step_on_master_copies_and_rounds_it():
         assert np.max(np.abs(np.asarray(master[k]) - np.asarray(ws32[k].value))) < 0.05
     state = opt.state_dict()
     assert 'rng_key' in state and len(state['opt_state']['master']) == 3
+
+
+def test_zero1_partitions_the_master_copies_and_changes_no_number():
+    from jax.sharding import Mesh
+    mesh = Mesh(np.array(jax.devices()[:1]), ('data',))
+    runs = []
+    for shard_state in (None, (mesh, 'data')):
+        ws = bf16_model(4)
+        opt = bo.Adam(lr=1e-2, shard_state=shard_state, master_weights=True, stochastic_round=True,
+                      mu_dtype='bfloat16').register_trainable_weights(ws)
+        if shard_state is not None:       # the ZeRO-1 path: one flat bucket per dtype, on the mesh axis
+            assert [a.sharding.spec for a in opt._storage[0].named_states()['master'].value] == [
+                jax.sharding.PartitionSpec('data')]
+        for step in range(2):
+            opt.update(grads_of(ws, step))
+        runs.append(bitwise(ws))
+    assert runs[0] == runs[1]
