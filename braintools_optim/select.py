@@ -1,4 +1,4 @@
-"""Selectors: which parameters a parameter group (or a weight-decay mask) applies to.
+r"""Selectors: which parameters a parameter group (or a weight-decay mask) applies to.
 
 A selector answers one question about one trainable array, described by a
 :class:`ParamInfo` (its key, dotted path, State, value, shape, dtype and

@@ -39,7 +39,7 @@ wraps Adam, and :func:`core` gives the optimizer that owns the step counter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import optax
