@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import _keys, _units
+from ._rng import StepKeys
 from ._errors import CheckpointMismatchError
 
 if TYPE_CHECKING:
@@ -84,9 +85,9 @@ def _host_buffers(opt: 'Optimizer', names, trainable) -> Dict[str, Dict[str, np.
     (from its shards: nothing is gathered on a device) and cut into parameters there."""
     columns: Dict[str, Dict[int, np.ndarray]] = {}
     for storage in opt._storage.values():
-        for name, state in storage.states.items():
+        for name, state in storage.named_states().items():       # the master copies too (``master``)
             stored = [_host(value, f"buffer {name!r}") for value in state.value]
-            for i, value in zip(storage.members, storage.unpack(name, stored)):
+            for i, value in zip(storage.part(name).members, storage.unpack(name, stored)):
                 columns.setdefault(name, {})[i] = np.array(value)
     return {name: {names[i]: column[i] for i in trainable if i in column} for name, column in columns.items()}
 
@@ -102,7 +103,7 @@ def layout_record(opt: 'Optimizer') -> Dict[str, Any]:
             'buckets': None if buckets is None else [[names[storage.members[m]] for m in b.members]
                                                      for b in buckets],
             'stored': {name: [[list(np.shape(v)), str(v.dtype)] for v in state.value]
-                       for name, state in storage.states.items()},
+                       for name, state in storage.named_states().items()},
         }
     return out
 
@@ -145,9 +146,11 @@ def state_dict(opt: 'Optimizer', on_device: bool = False) -> Dict[str, Any]:
         'extra': {name: [keep(leaf, f"extra state {name!r}") for leaf in jax.tree.leaves(state.value)]
                   for name, state in opt._extra_states().items()},
     }
+    if opt._keys is not None:                 # stochastic rounding's PRNG key: resume draws the same bits
+        out['rng_key'] = keep(opt._keys.state.value, 'rng_key')
     if on_device:
         del out['opt_state']
-        out['stored_state'] = {str(g): {name: list(state.value) for name, state in storage.states.items()}
+        out['stored_state'] = {str(g): {name: list(state.value) for name, state in storage.named_states().items()}
                                for g, storage in opt._storage.items()}
         out['layout'] = layout_record(opt)
     return out
@@ -448,6 +451,19 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
         extra_values[name] = jax.tree.unflatten(treedef, [
             _array(s, f"extra state {name!r}", now) for s, now in zip(saved_leaves, leaves)])
 
+    # -- the PRNG key of stochastic rounding
+    saved_key = state.get('rng_key')
+    if (saved_key is None) != (opt._keys is None):
+        _fail("the checkpoint " + ("has no" if saved_key is None else "has a") + " stochastic-rounding key "
+              "(rng_key) but this optimizer " + ("rounds" if saved_key is None else "does not round")
+              + " stochastically: the stochastic_round settings differ")
+    key_value = None
+    if saved_key is not None:
+        try:
+            key_value = StepKeys.check_loadable(saved_key)
+        except ValueError as err:
+            _fail(str(err))
+
     # Everything fits: write.
     def write():
         opt.step_count.value = jnp.asarray(step_count, jnp.int32)
@@ -466,6 +482,8 @@ def _load(opt: 'Optimizer', state: Dict[str, Any], strict: bool):
             accumulator.value = new_accumulator
         for name, value in extra_values.items():
             extra_states[name].value = value
+        if key_value is not None:
+            opt._keys.state.value = StepKeys.as_array(key_value)
         for scheduler, saved in zip(schedulers, scheduler_values):
             scheduler.load_state_dict(saved)
         if lr_values is not None:
@@ -502,5 +520,5 @@ def _stored_buffers(opt: 'Optimizer', state, missing, unexpected, offsets) -> Di
         saved = state['stored_state'][str(g)]
         out[g] = {name: [_array(v, f"stored buffer {name!r} of group {g} (slot {k})", now)
                          for k, (v, now) in enumerate(zip(_as_list(saved[name]), current.value))]
-                  for name, current in storage.states.items()}
+                  for name, current in storage.named_states().items()}
     return out

@@ -3,7 +3,8 @@
 A group is declared with a selector (see :mod:`braintools_optim.select`) and
 its settings: any hyper-parameter of its algorithm, ``lr`` (a float or its own
 ``LRScheduler``), ``weight_decay``, ``lr_mult``/``wd_mult`` (MXNet),
-``frozen``, and ``optimizer`` (another algorithm: an optimizer class or an
+``frozen``, the precision options (``stochastic_round``, ``master_weights``,
+``buffer_dtypes``, ``mu_dtype``, ``nu_dtype``: :mod:`._precision`), and ``optimizer`` (another algorithm: an optimizer class or an
 unregistered instance used as a template). Group 0 is the optimizer's own
 settings; every parameter goes to the first declared group whose selector
 matches it, else to group 0 (or is refused / frozen, by ``unmatched=``).
@@ -20,10 +21,11 @@ from . import _checks as checks
 from . import select as selectors
 from ._errors import GroupSelectionError
 from ._hyper import Settings, check_values, resolve_aliases
+from ._precision import PRECISION_OPTIONS, GroupPrecision
 
 #: options every group understands, besides its algorithm's own hyper-parameters
 GROUP_OPTIONS = ('params', 'lr', 'weight_decay', 'lr_mult', 'wd_mult', 'frozen', 'optimizer', 'name',
-                 'allow_empty')
+                 'allow_empty') + tuple(PRECISION_OPTIONS)
 #: what to do with a parameter that no declared group selects
 UNMATCHED = ('default', 'error', 'freeze')
 
@@ -34,17 +36,19 @@ class Group:
     ``settings`` holds the algorithm's hyper-parameters (checked); ``lr`` is a
     float or an ``LRScheduler`` or ``None`` (follow the optimizer's);
     ``weight_decay`` a float; ``lr_mult``/``wd_mult`` multiply them for every
-    member; ``frozen`` groups keep no buffers and are never updated.
+    member; ``frozen`` groups keep no buffers and are never updated;
+    ``precision`` holds the precision options (:class:`~._precision.GroupPrecision`).
     """
 
     def __init__(self, index: int, name: str, selector: Optional[selectors.Selector], algorithm: type,
                  settings: Settings, lr: Any, weight_decay: float, lr_mult: float = 1.0, wd_mult: float = 1.0,
-                 frozen: bool = False, allow_empty: bool = False):
+                 frozen: bool = False, allow_empty: bool = False, precision: GroupPrecision = GroupPrecision()):
         self.index, self.name, self.selector = index, name, selector
         self.algorithm, self.settings = algorithm, settings
         self.lr, self.weight_decay = lr, weight_decay
         self.lr_mult, self.wd_mult = lr_mult, wd_mult
         self.frozen, self.allow_empty = frozen, allow_empty
+        self.precision = precision
         self.members: List[int] = []
 
     @property
@@ -99,6 +103,7 @@ def resolve(index: int, spec: Dict[str, Any], owner, *, default_selector=None) -
         weight_decay = owner._default_group.weight_decay
     else:
         weight_decay = algorithm.default_weight_decay()
+    precision = group_precision(spec, owner, algorithm, template, name)
     fixed_here = [name_ for name_ in spec if name_ in algorithm.hyperparameters
                   and not algorithm.hyperparameters[name_].per_group and algorithm is type(owner)]
     if fixed_here:
@@ -110,7 +115,27 @@ def resolve(index: int, spec: Dict[str, Any], owner, *, default_selector=None) -
     settings = base.replace(**overrides)
     algorithm.validate(settings)
     return Group(index, name, selector, algorithm, settings, lr, weight_decay, lr_mult, wd_mult, frozen,
-                 allow_empty)
+                 allow_empty, precision)
+
+
+def group_precision(spec: Dict[str, Any], owner, algorithm: type, template: Any, name: str) -> GroupPrecision:
+    """A group's precision options (popped from ``spec``) over what it inherits.
+
+    A group inherits the optimizer's options, or its template instance's; a
+    group running another algorithm does not inherit ``buffer_dtypes`` (its
+    buffers have other names), only ``mu_dtype``/``nu_dtype``, which select
+    buffers by their units.
+    """
+    if template is not None and not isinstance(template, type):
+        base = template._default_group.precision
+    elif owner._groups:
+        base = owner._default_group.precision
+        if algorithm is not type(owner):
+            base = base.without_buffer_names()
+    else:
+        base = GroupPrecision()
+    given = {key: spec.pop(key) for key in list(spec) if key in PRECISION_OPTIONS}
+    return GroupPrecision.checked(given, base, f"parameter group {name!r}")
 
 
 def assign(groups: Sequence[Group], infos: Sequence[selectors.ParamInfo], unmatched: str) -> List[Optional[int]]:

@@ -39,6 +39,7 @@ from . import _checks as checks
 from . import _checkpointing, _copying, _ensemble
 from . import _groups
 from . import _keys
+from . import _mixed
 from . import _sharding
 from . import _units
 from . import gradient_processing as gp
@@ -50,8 +51,10 @@ from ._gradients import check_gradients, gradient_mantissas, split_gradients
 from ._guards import StepGuards
 from ._hyper import Hyper, Settings, check_values, resolve_aliases
 from ._lr import FloatLR, LearningRates, cycles_momentum, is_scheduler
+from ._precision import PRECISION_OPTIONS, GroupPrecision
 from ._registry import ParamDict, ParamRegistry
-from ._storage import GroupStorage, OptimizerState, initial_buffers, make_layout
+from ._rng import StepKeys, check_seed
+from ._storage import MASTER, GroupStorage, OptimizerState, initial_buffers, make_layout
 from .rules._base import UpdateRule
 
 #: where weight decay acts: ``'coupled'`` (L2 added to the gradient before the rule),
@@ -69,7 +72,7 @@ ENGINE_OPTIONS: Dict[str, Any] = dict(
     grad_clip_norm=None, grad_clip_value=None, param_clip_value=None, rescale_grad=1.0,
     skip_nonfinite=False, max_consecutive_skips=None, accumulate_steps=1, accumulate_mean=True,
     schedule_per_update=False, decoupled_decay_scale=None, fused=None, param_groups=None,
-    weight_decay_mask=None, unmatched='default', shard_state=None,
+    weight_decay_mask=None, unmatched='default', shard_state=None, seed=0,
 )
 
 INT32_MAX = 2 ** 31 - 1
@@ -157,7 +160,23 @@ class Optimizer(brainstate.graph.Node):
             bias), or any selector; the others get no decay.
         unmatched: what happens to a parameter no declared group selects:
             ``'default'`` (the optimizer's own settings), ``'freeze'`` or ``'error'``.
+        stochastic_round: round each new bfloat16/float16 parameter to its dtype
+            stochastically, without bias, instead of to nearest (neon's
+            ``stochastic_round``); a no-op for float32 parameters. Per group too.
+        master_weights: keep a float32 copy of each bfloat16/float16 parameter in
+            optimizer State; the update acts on it and the parameter is written
+            as its rounding (MXNet's ``multi_precision``). Per group too.
+        buffer_dtypes: ``{buffer name: dtype}``, the storage dtype of chosen
+            buffers (``{'exp_avg': 'bfloat16'}``); arithmetic stays float32.
+        mu_dtype, nu_dtype: the storage dtype of every first-moment /
+            second-moment buffer. Per group too; see ``docs/precision.md``.
+        seed: seed of the PRNG key stochastic rounding draws from (kept in State).
     """
+
+    #: whether a class with a step of its own (:meth:`_compute_updates` overridden) supports
+    #: ``stochastic_round`` and ``master_weights``: its step then runs on the float32 values the engine
+    #: gives it (master copies, or parameters cast up) and the engine rounds what it returns (``_mixed``)
+    rounds_own_step: bool = False
 
     #: the algorithm's hyper-parameters (name -> :class:`Hyper`); subclasses declare theirs
     hyperparameters: Dict[str, Hyper] = {}
@@ -188,6 +207,8 @@ class Optimizer(brainstate.graph.Node):
         if cls.weight_decay_mode not in WEIGHT_DECAY_MODES:
             raise TypeError(f"{cls.__name__}.weight_decay_mode must be one of {WEIGHT_DECAY_MODES}")
         options = {name: arguments.pop(name, default) for name, default in ENGINE_OPTIONS.items()}
+        precision = GroupPrecision.checked({name: arguments.pop(name) for name in PRECISION_OPTIONS
+                                            if name in arguments}, GroupPrecision(), cls.__name__)
         settings = self._checked_settings(arguments)
         self._options = self._checked_options(options)
         if self._options['fused'] and cls._fused_layout(cls.build_rule(settings.replace(weight_decay=0.0))) is None:
@@ -204,8 +225,11 @@ class Optimizer(brainstate.graph.Node):
         self._lr = LearningRates(name, self._check_lr_source(lr, 'lr'))
         self._groups: List[_groups.Group] = []
         self._groups.append(_groups.Group(0, 'default', None, cls, settings, None,
-                                          checks.non_negative('weight_decay', weight_decay)))
+                                          checks.non_negative('weight_decay', weight_decay), precision=precision))
         self._check_cycling(self._groups[0])
+        self._check_precision(self._groups[0])
+        self._keys: Optional[StepKeys] = None             # the PRNG key of stochastic rounding, when a group asks
+        self._sync_keys()
         self.step_count = OptimizerState(jnp.zeros((), jnp.int32), name=f'{name}.step_count')
         self._decay = WeightDecays(name, self._groups[0].weight_decay)
         self._guards = StepGuards(name, skip_nonfinite=self._options['skip_nonfinite'],
@@ -269,6 +293,7 @@ class Optimizer(brainstate.graph.Node):
         if options['fused'] not in (None, True, False) or type(options['fused']) not in (type(None), bool):
             raise TypeError(f"fused must be None, True or False, got {options['fused']!r}")
         out['shard_state'] = _sharding.parse_shard_state(options['shard_state'])
+        out['seed'] = check_seed(options['seed'])
         if options['unmatched'] not in _groups.UNMATCHED:
             raise ValueError(f"unmatched must be one of {_groups.UNMATCHED}, got {options['unmatched']!r}")
         if options['param_groups'] is not None and not isinstance(options['param_groups'], (list, tuple)):
@@ -393,6 +418,32 @@ class Optimizer(brainstate.graph.Node):
             if message:
                 raise ValueError(message)
 
+    def _check_precision(self, group) -> None:
+        """Refuse precision options the group's algorithm cannot honour (before anything changes)."""
+        precision = group.precision
+        if not precision.active:
+            return
+        where = (f"{group.algorithm.__name__}" if group.index == 0 else
+                 f"parameter group {group.name!r} ({group.algorithm.__name__})")
+        own_step = type(self)._compute_updates is not Optimizer._compute_updates
+        if own_step and not type(self).rounds_own_step:
+            given = ', '.join(name for name, value in precision.record().items() if value)
+            raise ValueError(f"{where}: {type(self).__name__} runs a step of its own (its state and arithmetic "
+                             f"are not the engine's), which does not support the precision options ({given}); "
+                             f"train its parameters in float32, or use another optimizer for them")
+        if own_step and (precision.buffer_dtypes or precision.mu_dtype or precision.nu_dtype):
+            raise ValueError(f"{where}: {type(self).__name__} runs a step of its own, which reads its buffers "
+                             f"itself; buffer_dtypes, mu_dtype and nu_dtype apply to the engine's step only "
+                             f"(stochastic_round and master_weights work here)")
+        rule = self._init_rule(group)
+        precision.storage_dtypes(rule.buffer_units, rule.buffer_names, jnp.float32, where)   # names, conflicts
+
+    def _sync_keys(self) -> None:
+        """Create the PRNG key State once a group asks for stochastic rounding."""
+        if self._keys is None and any(group.precision.stochastic_round for group in self._groups):
+            self._keys = StepKeys(type(self).__name__, self._options['seed'])
+            self._compiled_step = None
+
     # ------------------------------------------------------------------ groups
     @property
     def _default_group(self) -> _groups.Group:
@@ -420,8 +471,10 @@ class Optimizer(brainstate.graph.Node):
         ``momentum``, ...), ``optimizer`` (another algorithm: a class, or an
         unregistered instance whose settings are the starting point),
         ``lr_mult``/``wd_mult`` (MXNet multipliers), ``frozen=True`` (never
-        updated, no buffers), ``name``, ``allow_empty``. Left-out settings are
-        the optimizer's own (or the template's).
+        updated, no buffers), ``name``, ``allow_empty``, the precision options
+        ``stochastic_round``, ``master_weights``, ``buffer_dtypes``, ``mu_dtype``,
+        ``nu_dtype`` (``docs/precision.md``). Left-out settings are the
+        optimizer's own (or the template's).
         """
         self._check_not_traced()
         spec = dict(settings)
@@ -443,6 +496,7 @@ class Optimizer(brainstate.graph.Node):
         try:
             self._lr.add_group(group.lr)
             self._check_cycling(group)
+            self._check_precision(group)
             self._decay.add(group.weight_decay)
             self._reassign(new_states=group.selector.states)
         except Exception:
@@ -453,6 +507,7 @@ class Optimizer(brainstate.graph.Node):
                 self._lr.pop_group()
             self._reassign()
             raise
+        self._sync_keys()
         return self
 
     def set_lr_mult(self, multipliers: Dict[Any, float]) -> None:
@@ -504,7 +559,8 @@ class Optimizer(brainstate.graph.Node):
             own = {k: v for k, v in group.settings.items()
                    if group.index == 0 or group.algorithm is not type(self)
                    or v != self._default_group.settings.get(k)}
-            extra = ', '.join(f'{k}={_short(v)}' for k, v in own.items())
+            extra = ', '.join([f'{k}={_short(v)}' for k, v in own.items()]
+                              + ([group.precision.describe()] if group.precision.active else []))
             decay = _number(self._decay.host_value(group.index))
             state = 'frozen' if group.frozen else f"lr={lr}, weight_decay={decay}"
             selector = 'unselected' if group.selector is None else group.selector.description
@@ -708,6 +764,10 @@ class Optimizer(brainstate.graph.Node):
                 for i, value in zip(storage.members, storage.values(name)):
                     if i < len(old_membership) and old_membership[i] == g:
                         old_values.setdefault(i, {})[name] = value
+            if storage.master is not None:
+                for i, value in zip(storage.master.members, storage.master.values(MASTER)):
+                    if i < len(old_membership) and old_membership[i] == g:
+                        old_values.setdefault(i, {})[MASTER] = value
         new_storage: Dict[int, GroupStorage] = {}
         for group in self._groups:
             members = [i for i, g in enumerate(self._membership) if g == group.index]
@@ -720,14 +780,48 @@ class Optimizer(brainstate.graph.Node):
                                  [self._step_offsets[i] for i in members], ids)
             layout, placement = _sharding.plan(layout, mantissas, self._options['shard_state'])
             storage = GroupStorage(type(self).__name__, group.index, members, rule.buffer_names, layout, placement)
+            plan = self._precision_plan(group, rule, members, mantissas, layout, ids, old_values)
+            storage.plan, storage.master = plan if plan is not None else (None, None)
             for name in rule.buffer_names:
                 values = []
-                for i, mantissa in zip(members, mantissas):
+                for k, (i, mantissa) in enumerate(zip(members, mantissas)):
                     kept = old_values.get(i, {}).get(name)
-                    values.append(kept if kept is not None else initial_buffers(rule, mantissa)[name])
+                    values.append(kept if kept is not None else self._initial_buffers(storage, rule, k, mantissa)[name])
                 storage.set_values(name, values)
             new_storage[group.index] = storage
         self._storage = new_storage
+
+    def _precision_plan(self, group, rule, members, mantissas, layout, ids, old_values):
+        """``(plan, master storage or None)`` of a group with precision options; ``None`` without."""
+        if not group.precision.active:
+            return None
+        plan = _mixed.Plan(group.index, group.precision, rule, [m.dtype for m in mantissas], layout,
+                           f"parameter group {group.name!r}")
+        if not plan.master_members:
+            return plan, None
+        subset = plan.master_members
+        sub_members = [members[k] for k in subset]
+        sub_mantissas = [mantissas[k] for k in subset]
+        sub_layout = make_layout(self._options['fused'], self._group_layout(group), sub_mantissas,
+                                 [self._step_offsets[i] for i in sub_members], [ids[k] for k in subset])
+        sub_layout, sub_placement = _sharding.plan(sub_layout, sub_mantissas, self._options['shard_state'])
+        master = GroupStorage(type(self).__name__, group.index, sub_members, (MASTER,), sub_layout, sub_placement)
+        plan.link_master(sub_layout, subset)
+        values = []
+        for k, i, mantissa in zip(subset, sub_members, sub_mantissas):
+            kept = old_values.get(i, {}).get(MASTER)
+            values.append(kept if kept is not None else plan.fresh_master(k, mantissa))
+        master.set_values(MASTER, values)
+        return plan, master
+
+    @staticmethod
+    def _initial_buffers(storage, rule, k: int, mantissa) -> Dict[str, jax.Array]:
+        """Fresh buffers of member ``k`` of ``storage``: from the values the rule acts on, in their storage dtypes."""
+        plan = storage.plan
+        if plan is None:
+            return initial_buffers(rule, mantissa)
+        # a fresh master copy is the parameter cast up: the same values
+        return plan.initial(k, initial_buffers(rule, jnp.asarray(mantissa).astype(plan.compute_dtypes[k])))
 
     def reinitialize(self, *keys) -> None:
         """Restart the optimizer state of the parameters of these State keys (all if none given).
@@ -983,30 +1077,40 @@ class Optimizer(brainstate.graph.Node):
         lrs = self._group_lr_values()
         step = self.step_count.value
         count = jnp.where(step < INT32_MAX, step + 1, step)         # saturates instead of wrapping
-        processed = self._process_gradients(grads_for_step, params)
+        # groups with a precision option act on float32 values (master copies, or cast up): _mixed
+        working_params, working_grads = _mixed.working(self._storage, trainable, params, grads_for_step, count)
+        processed = self._process_gradients(working_grads, working_params)
         old_stored = {g: storage.stored() for g, storage in self._storage.items()}
-        new_params, new_stored, new_extra = self._compute_updates(processed, params, lrs, count, extra)
+        new_params, new_stored, new_extra = self._compute_updates(processed, working_params, lrs, count, extra)
+        new_params, new_stored = _mixed.finish_members(self, new_params, new_stored)
+        new_key = None if self._keys is None else StepKeys.split(self._keys.state.value)[1]
 
         if apply is not None:
             keep = lambda new, old: new if new is old else jnp.where(apply, new, old)
             new_params = [keep(n, o) for n, o in zip(new_params, params)]
-            new_stored = {g: jax.tree.map(keep, new_stored[g], old_stored[g]) for g in new_stored}
+            new_stored = {g: {name: jax.tree.map(keep, value, old_stored[g][name]) for name, value in stored.items()}
+                          for g, stored in new_stored.items()}
             new_extra = {name: jax.tree.map(keep, value, self._extra_states()[name].value)
                          for name, value in new_extra.items()}
             count = keep(count, step)
+            if new_key is not None:
+                new_key = keep(new_key, self._keys.state.value)
         if finite is not None:
             self._guards.count_skips(finite, is_real)
 
         # Everything is computed: now write (each value kept in its sharding, see _sharding).
         new_params = _sharding.constrain_params(self._storage, trainable, new_params)
-        new_stored = {g: {name: self._storage[g].placed(value) for name, value in stored.items()}
+        new_stored = {g: {name: self._storage[g].placed_as(name, value) for name, value in stored.items()}
                       for g, stored in new_stored.items()}
         for i, value, unit in zip(trainable, new_params, units):
             params_meta[i].handle.value = _units.merge(value, unit)
         for g, stored in new_stored.items():
             for name, value in stored.items():
-                if any(new is not old for new, old in zip(value, old_stored[g][name])):   # unchanged: no copy
-                    self._storage[g].states[name].value = value
+                old = old_stored[g].get(name)
+                if old is None or any(new is not o for new, o in zip(value, old)):   # unchanged: no copy
+                    self._storage[g].write(name, value)
+        if new_key is not None:
+            self._keys.state.value = new_key
         extra_states = self._extra_states()
         for name, value in new_extra.items():
             extra_states[name].value = value
@@ -1067,19 +1171,32 @@ class Optimizer(brainstate.graph.Node):
             member_grads = [grads[position[i]] for i in members]
             member_params = [params[position[i]] for i in members]
             layout = storage.layout
-            applied = storage.fused and layout.apply_packed    # stacks: new parameters computed on the stack
+            plan = storage.plan    # precision options (_mixed): each slot's new parameters are written by the plan
+            # new parameters, not deltas, come out of each slot (stacks; precision plans)
+            applied = plan is not None or (storage.fused and layout.apply_packed)
+            if plan is not None:
+                key, masters = (_mixed.step_key(self._keys) if plan.any_stochastic else None), {}
+                run = lambda s, update, grad, buffers, param, lr, own_count, mults: plan.run(
+                    s, update, grad, buffers, param, lr, own_count, key, masters,
+                    lambda p, d: self._apply_delta(p, d, group, lrs[g], mults))
             if storage.fused:
                 flat_grads = layout.pack(member_grads)
                 flat_params = layout.pack(member_params)     # dead code unless the rule or decay reads it
+                if plan is not None:
+                    flat_params = plan.packed_params(storage, flat_params)   # master copies, already packed
                 deltas, stored = [], {name: [] for name in storage.states}
                 for b, bucket in enumerate(layout.buckets):
                     own_count = count - bucket.step_offset if bucket.step_offset else count
                     lr = lrs[g] * classes[bucket.group][0] if classes[bucket.group][0] != 1.0 else lrs[g]
                     buffers = {name: storage.states[name].value[b] for name in storage.states}
                     update = layout.update_fn(rules[bucket.group].update, bucket)   # vmapped over a stack
-                    delta, updated = update(flat_grads[b], buffers, flat_params[b], lr, own_count)
-                    if applied:
-                        delta = self._apply_delta(flat_params[b], delta, group, lrs[g], classes[bucket.group])
+                    if plan is not None:
+                        delta, updated = run(b, update, flat_grads[b], buffers, flat_params[b], lr, own_count,
+                                             classes[bucket.group])
+                    else:
+                        delta, updated = update(flat_grads[b], buffers, flat_params[b], lr, own_count)
+                        if applied:
+                            delta = self._apply_delta(flat_params[b], delta, group, lrs[g], classes[bucket.group])
                     deltas.append(delta)
                     for name in storage.states:
                         stored[name].append(updated[name])
@@ -1091,13 +1208,20 @@ class Optimizer(brainstate.graph.Node):
                     own_count = count - offset if offset else count
                     lr = lrs[g] * classes[ids[k]][0] if classes[ids[k]][0] != 1.0 else lrs[g]
                     buffers = {name: storage.states[name].value[k] for name in storage.states}
-                    delta, updated = rules[ids[k]].update(member_grads[k], buffers, member_params[k], lr, own_count)
+                    if plan is not None:
+                        delta, updated = run(k, rules[ids[k]].update, member_grads[k], buffers, member_params[k],
+                                             lr, own_count, self._mults[i])
+                    else:
+                        delta, updated = rules[ids[k]].update(member_grads[k], buffers, member_params[k], lr,
+                                                              own_count)
                     member_deltas.append(delta)
                     for name in storage.states:
                         stored[name].append(updated[name])
             for k, i in enumerate(members):
                 new_params[position[i]] = member_deltas[k] if applied else self._apply_delta(
                     member_params[k], member_deltas[k], group, lrs[g], self._mults[i])
+            if plan is not None:
+                stored.update(plan.stored_masters(masters))
             new_stored[g] = stored
         return new_params, new_stored, {}
 
@@ -1125,18 +1249,19 @@ class Optimizer(brainstate.graph.Node):
         position = {i: j for j, i in enumerate(self._trainable)}
         out: Dict[str, List[Optional[jax.Array]]] = {}
         for storage in self._storage.values():
-            for name in storage.states:
+            for name in storage.named_states():                 # master copies: their members only
                 values = storage.values(name)
                 column = out.setdefault(name, [None] * len(position))
-                for i, value in zip(storage.members, values):
+                for i, value in zip(storage.part(name).members, values):
                     column[position[i]] = value
         return out
 
     def _stored_from_per_param(self, per_param: Dict[str, List[jax.Array]]) -> Dict[int, Dict[str, Any]]:
         """The inverse of :meth:`_buffers_per_param`: stored values per group."""
         position = {i: j for j, i in enumerate(self._trainable)}
-        return {g: {name: storage.layout.pack([per_param[name][position[i]] for i in storage.members])
-                    for name in storage.states}
+        return {g: {name: storage.part(name).layout.pack([per_param[name][position[i]]
+                                                          for i in storage.part(name).members])
+                    for name in storage.named_states()}
                 for g, storage in self._storage.items()}
 
     def _fresh_buffers(self) -> Dict[str, List[Optional[jax.Array]]]:
@@ -1146,10 +1271,15 @@ class Optimizer(brainstate.graph.Node):
         out: Dict[str, List[Optional[jax.Array]]] = {}
         for g, storage in self._storage.items():
             rule = self._init_rule(self._groups[g])
-            for i in storage.members:
-                fresh = initial_buffers(rule, _units.split(params[i].handle.value)[0])
+            for k, i in enumerate(storage.members):
+                mantissa = _units.split(params[i].handle.value)[0]
+                fresh = self._initial_buffers(storage, rule, k, mantissa)
+                if storage.plan is not None and storage.plan.has_master[k]:
+                    fresh[MASTER] = storage.plan.fresh_master(k, mantissa)
                 for name in storage.states:
                     out.setdefault(name, [None] * len(position))[position[i]] = fresh[name]
+                if MASTER in fresh:
+                    out.setdefault(MASTER, [None] * len(position))[position[i]] = fresh[MASTER]
         return out
 
     def _write_buffers_per_param(self, per_param: Dict[str, List[jax.Array]]) -> None:
@@ -1181,15 +1311,17 @@ class Optimizer(brainstate.graph.Node):
         Keyed by the State's key (``'w'``, ``('layer', 'weight')``), with a
         pytree-valued State's leaf path appended (``('l1', 'weight', 'bias')``). First moments carry the gradient's unit,
         second moments its square, accumulated updates the parameter's unit
-        (each rule's ``buffer_units``). Values are copies.
+        (each rule's ``buffer_units``). With ``master_weights``, ``'master'`` holds
+        the float32 master copy of each bfloat16/float16 parameter (its unit).
+        Values are copies.
         """
         params = self._registry.params
         out: Dict[str, Dict[Any, Any]] = {}
         for g, storage in self._storage.items():
-            units_of = self._init_rule(self._groups[g]).buffer_units
-            for name in storage.states:
+            units_of = dict(self._init_rule(self._groups[g]).buffer_units, **{MASTER: (0, 1)})
+            for name in storage.named_states():
                 grad_power, param_power = units_of.get(name, (0, 0))
-                for i, value in zip(storage.members, storage.values(name)):
+                for i, value in zip(storage.part(name).members, storage.values(name)):
                     value = jnp.array(value, copy=True)
                     param_unit = _units.split(params[i].handle.value)[1]
                     grad_unit = self._grad_units.get(i, param_unit)
@@ -1314,7 +1446,8 @@ class GroupView(MutableMapping):
                  'lr': _SettableFloat.of(lr, lambda v: opt.set_lr(v, group=g)),
                  'weight_decay': _SettableFloat.of(opt._decay.host_value(g),
                                                    lambda v: opt.set_weight_decay(v, group=g)),
-                 'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen}
+                 'lr_mult': group.lr_mult, 'wd_mult': group.wd_mult, 'frozen': group.frozen,
+                 **group.precision.record()}
         items.update(group.settings)
         return items
 

@@ -71,7 +71,7 @@ def buffer_shardings(opt) -> Dict[str, Dict[Any, Any]]:
 
 
 def _state_arrays(opt) -> List[jax.Array]:
-    arrays = [leaf for storage in opt._storage.values() for state in storage.states.values()
+    arrays = [leaf for storage in opt._storage.values() for state in storage.named_states().values()
               for leaf in jax.tree.leaves(state.value)]
     if opt._guards.accumulator is not None:
         arrays.extend(jax.tree.leaves(opt._guards.accumulator.value))

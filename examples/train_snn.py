@@ -63,6 +63,7 @@ Running it
     python3 examples/train_snn.py --quick       # smaller data, 8 epochs (a smoke test)
     python3 examples/train_snn.py --epochs 40 --plot my_curve.png
     python3 examples/train_snn.py --no-plot
+    python3 examples/train_snn.py --dtype bfloat16 --rounding stochastic   # docs/precision.md
 
 It prints the learning rate, the mean training loss, the held-out accuracy and
 the firing rate of every epoch, then the final accuracy and the trained time
@@ -137,7 +138,8 @@ class RecurrentLIFNet(brainstate.nn.Module):
     """Recurrent LIF layer (trainable per-neuron ``tau_mem`` in ms) + leaky-integrator readout."""
 
     def __init__(self, n_in: int, n_rec: int, n_out: int, *, batch_size: int, seed: int = 0,
-                 dt: u.Quantity = 1.0 * u.ms, tau_out: u.Quantity = 20.0 * u.ms, v_th: float = 1.0):
+                 dt: u.Quantity = 1.0 * u.ms, tau_out: u.Quantity = 20.0 * u.ms, v_th: float = 1.0,
+                 dtype=jnp.float32):
         super().__init__()
         self.dt = dt
         self.v_th = v_th
@@ -148,7 +150,7 @@ class RecurrentLIFNet(brainstate.nn.Module):
         rng = np.random.default_rng(seed)
 
         def standard_normal(shape):
-            return jnp.asarray(rng.standard_normal(shape), dtype=jnp.float32)
+            return jnp.asarray(rng.standard_normal(shape), dtype=jnp.float32).astype(dtype)
 
         # The weights are stored with unit variance and scaled by fixed gains in the forward
         # pass. Adam moves every element by about ``lr`` per step whatever its scale, so this
@@ -161,7 +163,7 @@ class RecurrentLIFNet(brainstate.nn.Module):
         self.gain_rec = 0.5 / np.sqrt(n_rec)
         self.gain_out = 1.0 / np.sqrt(n_rec)
         # A trainable physical quantity: every neuron's membrane time constant, in ms.
-        tau_ms = jnp.asarray(rng.uniform(10.0, 30.0, n_rec), dtype=jnp.float32)
+        tau_ms = jnp.asarray(rng.uniform(10.0, 30.0, n_rec), dtype=jnp.float32).astype(dtype)
         self.tau_mem = brainstate.ParamState(tau_ms * u.ms)
         # Recurrent gain, zero on the diagonal: no self-connections.
         self.rec_gain = self.gain_rec * (1.0 - jnp.eye(n_rec))
@@ -218,6 +220,12 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--weight-decay', type=float, default=1e-4,
                         help="Adam's coupled L2 weight decay of the weights (default 1e-4; tau_mem gets none, see the docstring)")
     parser.add_argument('--seed', type=int, default=0, help='seed for data and initial weights')
+    parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32',
+                        help='dtype of the trained parameters (default float32)')
+    parser.add_argument('--rounding', choices=('nearest', 'stochastic', 'master'), default='nearest',
+                        help='with --dtype bfloat16: round new parameters to nearest, stochastically '
+                             '(stochastic_round=True) or keep float32 master weights (master_weights=True); '
+                             'see docs/precision.md')
     parser.add_argument('--plot', default=DEFAULT_PLOT, help=f'loss-curve PNG (default {DEFAULT_PLOT})')
     parser.add_argument('--no-plot', action='store_true', help='do not save the loss curve')
     parser.add_argument('--quiet', action='store_true', help='print nothing')
@@ -282,7 +290,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     n_in = x_train.shape[-1]
     chance = 1.0 / args.classes
 
-    model = RecurrentLIFNet(n_in, args.hidden, args.classes, batch_size=batch_size, seed=args.seed, dt=dt)
+    model = RecurrentLIFNet(n_in, args.hidden, args.classes, batch_size=batch_size, seed=args.seed, dt=dt,
+                            dtype=jnp.dtype(args.dtype))
     tau_before = model.tau_mem.value
 
     # -- optimizer and scheduler: the user-facing API ----------------------------------------
@@ -290,7 +299,8 @@ def main(argv: Optional[Sequence[str]] = None) -> dict:
     # Weight decay for the weights; every parameter measured in time (the membrane time
     # constants, in ms) forms a group without decay (see the module docstring).
     opt = bo.Adam(lr=sched, weight_decay=args.weight_decay, grad_clip_norm=1.0,
-                  param_groups=[{'params': u.ms, 'weight_decay': 0.0, 'name': 'time constants'}])
+                  param_groups=[{'params': u.ms, 'weight_decay': 0.0, 'name': 'time constants'}],
+                  stochastic_round=args.rounding == 'stochastic', master_weights=args.rounding == 'master')
     opt.register_trainable_weights(model.states(brainstate.ParamState))
 
     def loss_fn(x, y):

@@ -91,6 +91,8 @@ class Lookahead(brainstate.graph.Node):
         if not isinstance(base_optimizer, (Optimizer, Lookahead)):
             raise TypeError(f"Lookahead wraps an optimizer of braintools_optim or an optax "
                             f"GradientTransformation, got {type(base_optimizer).__name__}")
+        _refuse_master_weights(base_optimizer, any(group.precision.master_weights
+                                                   for group in getattr(base_optimizer, '_groups', ())))
         if len(base_optimizer.param_states):
             raise ValueError("the inner optimizer already has registered parameters; build it fresh and "
                              "register the parameters through Lookahead.register_trainable_weights")
@@ -143,6 +145,7 @@ class Lookahead(brainstate.graph.Node):
     def add_param_group(self, param_states: Any, **settings) -> 'Lookahead':
         """The inner optimizer's :meth:`Optimizer.add_param_group`, plus slow weights; returns ``self``."""
         self._check_not_traced()
+        _refuse_master_weights(self.inner_optimizer, settings.get('master_weights', False))
         self.inner_optimizer.add_param_group(param_states, **settings)
         self._rebuild_slow()
         return self
@@ -374,6 +377,13 @@ class Lookahead(brainstate.graph.Node):
         """Read a file written by :meth:`save` and :meth:`load_state_dict` it."""
         from .. import checkpoint
         return self.load_state_dict(checkpoint.load(path), strict=strict)
+
+
+def _refuse_master_weights(inner, asked: bool) -> None:
+    if asked is True:
+        raise ValueError(f"Lookahead moves the parameters itself at each sync, and the float32 master copies "
+                         f"of {type(inner).__name__}(master_weights=True) would not follow them; use "
+                         f"stochastic_round=True for bfloat16/float16 parameters under Lookahead")
 
 
 def _is_optax_transformation(value) -> bool:

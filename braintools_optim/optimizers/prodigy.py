@@ -79,6 +79,8 @@ class Prodigy(Optimizer):
 
     #: decoupled (scaled by d * lr * b_t), applied by the algorithm, not by the engine.
     weight_decay_mode = 'in_rule'
+    #: stochastic_round / master_weights: the step runs on float32 values and the engine rounds its result
+    rounds_own_step = True
 
     hyperparameters = {
         'betas': Hyper(checks.betas(2)),
