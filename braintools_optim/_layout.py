@@ -112,18 +112,7 @@ class FlatLayout:
                  step_offsets: Sequence[int], max_fused_size: Optional[int] = None,
                  placements: Optional[Sequence[Any]] = None):
         self.num_params = len(shapes)
-        placements = [None] * len(shapes) if placements is None else list(placements)
-        grouped: Dict[Tuple, List[int]] = {}
-        singles: List[int] = []
-        for i, (shape, dtype, group, offset) in enumerate(zip(shapes, dtypes, groups, step_offsets)):
-            too_big = max_fused_size is not None and math.prod(shape) > max_fused_size
-            if too_big or placements[i] is PARTITIONED:
-                singles.append(i)
-            else:
-                grouped.setdefault((group, jnp.dtype(dtype).name, offset, placements[i]), []).append(i)
-        member_lists = [part for members in grouped.values() for part in split_members(members)]
-        member_lists += [[i] for i in singles]
-        member_lists.sort(key=lambda members: members[0])      # deterministic: by first parameter
+        member_lists = bucket_members(shapes, dtypes, groups, step_offsets, max_fused_size, placements)
         self.buckets: List[Bucket] = []
         for members in member_lists:
             sizes = tuple(math.prod(shapes[i]) for i in members)
@@ -228,6 +217,34 @@ def split_members(members: Sequence[int]) -> List[List[int]]:
     [512, 88]
     """
     return [list(members[start:start + MAX_MEMBERS]) for start in range(0, len(members), MAX_MEMBERS)]
+
+
+def bucket_members(shapes: Sequence[Tuple[int, ...]], dtypes: Sequence[Any], groups: Sequence[int],
+                   step_offsets: Sequence[int], max_fused_size: Optional[int] = None,
+                   placements: Optional[Sequence[Any]] = None, by_shape: bool = False) -> List[List[int]]:
+    """Which parameters share a bucket, buckets ordered by their first parameter.
+
+    Members of a bucket agree on multiplier class (``groups``), dtype, step
+    offset and placement, and with ``by_shape`` (stacks) on shape too; at most
+    ``MAX_MEMBERS`` each. A parameter over ``max_fused_size`` elements or
+    partitioned across devices is alone.
+
+    >>> bucket_members([(2,), (3,), (2,)], ['float32'] * 3, [0, 0, 0], [0, 0, 0])
+    [[0, 1, 2]]
+    >>> bucket_members([(2,), (3,), (2,)], ['float32'] * 3, [0, 0, 0], [0, 0, 0], by_shape=True)
+    [[0, 2], [1]]
+    """
+    placements = [None] * len(shapes) if placements is None else list(placements)
+    shared: Dict[Tuple, List[int]] = {}
+    alone: List[List[int]] = []
+    for i, (shape, dtype, group, offset) in enumerate(zip(shapes, dtypes, groups, step_offsets)):
+        if (max_fused_size is not None and math.prod(shape) > max_fused_size) or placements[i] is PARTITIONED:
+            alone.append([i])
+            continue
+        key = (group, jnp.dtype(dtype).name, offset, placements[i]) + ((tuple(shape),) if by_shape else ())
+        shared.setdefault(key, []).append(i)
+    member_lists = [part for members in shared.values() for part in split_members(members)] + alone
+    return sorted(member_lists, key=lambda members: members[0])      # deterministic: by first parameter
 
 
 def opaque_offsets(offsets: Sequence[int], runtime_scalar: Array) -> Tuple[Array, ...]:

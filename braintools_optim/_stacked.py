@@ -43,12 +43,11 @@ an ulp of each array's largest element rather than bitwise
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import jax
-import jax.numpy as jnp
 
-from ._layout import PARTITIONED, Bucket, concatenate, opaque_offsets, split_members
+from ._layout import Bucket, bucket_members, concatenate, opaque_offsets
 
 Array = jax.Array
 
@@ -66,18 +65,8 @@ class StackedLayout:
                  step_offsets: Sequence[int], max_fused_size: Optional[int] = None,
                  placements: Optional[Sequence[Any]] = None):
         self.num_params = len(shapes)
-        placements = [None] * len(shapes) if placements is None else list(placements)
-        stacks: Dict[Tuple, List[int]] = {}
-        singles: List[int] = []
-        for i, (shape, dtype, group, offset) in enumerate(zip(shapes, dtypes, groups, step_offsets)):
-            too_big = max_fused_size is not None and math.prod(shape) > max_fused_size
-            if too_big or placements[i] is PARTITIONED:
-                singles.append(i)
-            else:
-                key = (group, jnp.dtype(dtype).name, offset, placements[i], tuple(shape))
-                stacks.setdefault(key, []).append(i)
-        member_lists = [part for members in stacks.values() for part in split_members(members)]
-        member_lists = sorted(member_lists + [[i] for i in singles], key=lambda members: members[0])
+        member_lists = bucket_members(shapes, dtypes, groups, step_offsets, max_fused_size, placements,
+                                      by_shape=True)
         self.buckets: List[Bucket] = []
         for members in member_lists:
             shape = tuple(shapes[members[0]])
