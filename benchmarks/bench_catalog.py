@@ -67,6 +67,7 @@ from braintools_optim.rules.prodigy import prodigy_init, prodigy_step           
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import references                                                                      # noqa: E402
 from bench_update import Contender, _fmt_ms, _jaxlib_version, log, round_robin      # noqa: E402
+from _report import write_section   # noqa: E402
 
 BEGIN_MARK = '<!-- BEGIN GENERATED CATALOG (bench_catalog.py rewrites everything between these markers) -->'
 END_MARK = '<!-- END GENERATED CATALOG -->'
@@ -522,14 +523,7 @@ def plot(res: Dict, path: str) -> bool:
 def write_output(path: str, body: str, section: str = '') -> None:
     begin, end = (BEGIN_MARK, END_MARK) if not section else (BEGIN_MARK.replace('CATALOG', f'CATALOG {section}'),
                                                              END_MARK.replace('CATALOG', f'CATALOG {section}'))
-    generated = f'{begin}\n\n{body}\n\n{end}\n'
-    old = open(path).read() if os.path.exists(path) else ''
-    if begin in old and end in old:
-        text = old[:old.index(begin)] + generated + old[old.index(end) + len(end):].lstrip('\n')
-    else:
-        text = old.rstrip('\n') + '\n\n' + generated
-    with open(path, 'w') as f:
-        f.write(text)
+    write_section(path, begin, end, body)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

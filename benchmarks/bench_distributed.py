@@ -31,6 +31,7 @@ import os
 import subprocess
 import sys
 import time
+from _report import write_section   # noqa: E402  (benchmarks/ is sys.path[0] when a script runs)
 
 BEGIN_MARK = '<!-- BEGIN GENERATED DISTRIBUTED (bench_distributed.py rewrites everything between these markers) -->'
 END_MARK = '<!-- END GENERATED DISTRIBUTED -->'
@@ -128,16 +129,7 @@ def main(argv=None) -> None:
             f"every simulated device; {time.strftime('%Y-%m-%d')}).\n\n{table(results)}\n")
     print(text)
     if args.out:
-        with open(args.out, encoding='utf-8') as f:
-            current = f.read()
-        block = f"{BEGIN_MARK}\n{text}{END_MARK}"
-        if BEGIN_MARK in current:
-            head, rest = current.split(BEGIN_MARK, 1)
-            current = head + block + rest.split(END_MARK, 1)[1]
-        else:
-            current = current.rstrip('\n') + '\n\n' + block + '\n'
-        with open(args.out, 'w', encoding='utf-8') as f:
-            f.write(current)
+        write_section(args.out, BEGIN_MARK, END_MARK, text)
 
 
 if __name__ == '__main__':

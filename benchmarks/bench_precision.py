@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import braintools_optim as bo
+import _report   # noqa: E402
 
 BEGIN_MARK = '<!-- BEGIN GENERATED PRECISION (bench_precision.py rewrites everything between these markers) -->'
 END_MARK = '<!-- END GENERATED PRECISION -->'
@@ -101,16 +102,7 @@ def table(runs, command: str) -> str:
 
 
 def write_section(path: str, text: str) -> None:
-    with open(path, encoding='utf-8') as f:
-        content = f.read()
-    block = f"{BEGIN_MARK}\n{text}{END_MARK}"
-    if BEGIN_MARK in content:
-        head, rest = content.split(BEGIN_MARK, 1)
-        content = head + block + rest.split(END_MARK, 1)[1]
-    else:
-        content = content.rstrip('\n') + '\n\n' + block + '\n'
-    with open(path, 'w', encoding='utf-8') as f:
-        f.write(content)
+    _report.write_section(path, BEGIN_MARK, END_MARK, text)
 
 
 def main(argv=None):

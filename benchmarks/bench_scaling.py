@@ -44,6 +44,7 @@ import braintools_optim as bo
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_update import (Contender, braintools_optim_today, log, round_robin,   # noqa: E402
                           _fmt_ms, _time_first)
+from _report import write_section   # noqa: E402
 
 BEGIN_MARK = '<!-- BEGIN GENERATED SCALING (bench_scaling.py rewrites everything between these markers) -->'
 END_MARK = '<!-- END GENERATED SCALING -->'
@@ -273,14 +274,7 @@ def plot(curve: Dict[int, Dict[str, float]], path: str) -> bool:
 
 
 def write_output(path: str, body: str) -> None:
-    generated = f'{BEGIN_MARK}\n\n{body}\n\n{END_MARK}\n'
-    old = open(path).read() if os.path.exists(path) else ''
-    if BEGIN_MARK in old and END_MARK in old:
-        text = old[:old.index(BEGIN_MARK)] + generated + old[old.index(END_MARK) + len(END_MARK):].lstrip('\n')
-    else:
-        text = old.rstrip('\n') + '\n\n' + generated
-    with open(path, 'w') as f:
-        f.write(text)
+    write_section(path, BEGIN_MARK, END_MARK, body)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

@@ -71,6 +71,7 @@ import numpy as np
 import optax
 
 import braintools_optim as bo
+from _report import write_section   # noqa: E402
 
 try:                                   # the library users have today (bench extra)
     import braintools.optim as braintools_optim_today
@@ -688,20 +689,7 @@ DEFAULT_HEADER = """# Optimizer update benchmark
 
 
 def write_output(path: str, body: str) -> None:
-    generated = f'{BEGIN_MARK}\n\n{body}\n\n{END_MARK}\n'
-    if os.path.exists(path):
-        with open(path) as f:
-            old = f.read()
-        if BEGIN_MARK in old and END_MARK in old:
-            head = old[:old.index(BEGIN_MARK)]
-            tail = old[old.index(END_MARK) + len(END_MARK):].lstrip('\n')
-            text = head + generated + tail
-        else:
-            text = old.rstrip('\n') + '\n\n' + generated
-    else:
-        text = DEFAULT_HEADER + generated
-    with open(path, 'w') as f:
-        f.write(text)
+    write_section(path, BEGIN_MARK, END_MARK, body, header=DEFAULT_HEADER)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
