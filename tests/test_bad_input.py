@@ -134,6 +134,7 @@ def test_every_optimizer_refuses_an_invalid_learning_rate(info):
     (lambda: bo.SGD(rescale_grad=0.0), 'rescale_grad'),
     (lambda: bo.Adam(unknown_option=1), 'unknown_option'),
 ])
+@pytest.mark.filterwarnings('ignore::braintools_optim.BraintoolsOptimDeprecationWarning')   # beta2= spelling
 def test_invalid_hyperparameters_are_refused(make, message):
     with pytest.raises((ValueError, TypeError), match=message):
         make()
