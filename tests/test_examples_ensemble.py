@@ -7,23 +7,16 @@ started far away are stuck, which is why the population is there.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 import brainunit as u
 import numpy as np
 import pytest
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'examples'
+from example_scripts import check_plot, run_quick
 
 
 @pytest.fixture(scope='module')
 def ensemble(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location('gallery_ensemble_fit', EXAMPLES / 'ensemble_fit.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    plot = tmp_path_factory.mktemp('ensemble_fit') / 'ensemble_fit.png'
-    return module.main(['--quick', '--quiet', '--plot', str(plot)]), plot
+    return run_quick('ensemble_fit', tmp_path_factory)
 
 
 def test_the_best_member_recovers_every_parameter_in_its_unit(ensemble):
@@ -54,11 +47,4 @@ def test_one_optimizer_ran_every_member_with_its_own_learning_rate(ensemble):
 
 
 def test_the_figure(ensemble):
-    result, plot = ensemble
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert result['plot'] is None
-    else:
-        assert result['plot'] == str(plot)
-        assert plot.stat().st_size > 10_000
+    check_plot(*ensemble)

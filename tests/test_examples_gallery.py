@@ -7,38 +7,13 @@ assertions check what each script claims to show, not just that it runs.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
 import signal
 
 import brainunit as u
 import numpy as np
 import pytest
 
-EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / 'examples'
-
-
-def load(name: str):
-    spec = importlib.util.spec_from_file_location(f'gallery_{name}', EXAMPLES / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def run_quick(name: str, tmp_path_factory):
-    plot = tmp_path_factory.mktemp(name) / f'{name}.png'
-    result = load(name).main(['--quick', '--quiet', '--plot', str(plot)])
-    return result, plot
-
-
-def check_plot(result, plot):
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        assert result['plot'] is None
-    else:
-        assert result['plot'] == str(plot)
-        assert plot.stat().st_size > 10_000
+from example_scripts import EXAMPLES, check_plot, run_quick
 
 
 # ------------------------------------------------------------------------------------------------
