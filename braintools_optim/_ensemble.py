@@ -29,26 +29,17 @@ def member_axes(value: Any, base_ndim: int = 0) -> int:
     return max(int(np.ndim(value)) - base_ndim, 0)
 
 
-def _stored_ndim(layout, b: int) -> Optional[int]:
-    buckets = getattr(layout, 'buckets', None)
-    if buckets is None:
-        return None                                   # one array per parameter: nothing is sliced
-    if len(buckets[b].members) > 1 or (getattr(layout, 'sharded', None) or [False] * len(buckets))[b]:
-        return 1
-    return len(buckets[b].shapes[0])
-
-
 def unpack(layout, stored: Sequence[Any], ndim: Optional[int] = None):
     """``layout.unpack(stored)`` for one member, mapped over any leading member axes of ``stored``.
 
     ``ndim`` is the first stored array's ndim for one member, as written at
-    registration (``GroupStorage.stored_ndims``); without it, it is inferred
-    from the layout (flat buckets and parameter-shaped buffers only).
+    registration (``GroupStorage.stored_ndims``: inside ``vmap_new_states`` for
+    an ensemble); axes beyond it are member axes. The per-parameter layout
+    slices nothing, so it needs no mapping.
     """
     stored = list(stored)
-    if ndim is None or getattr(layout, 'buckets', None) is None:
-        ndim = _stored_ndim(layout, 0) if stored else None
-    extra = 0 if ndim is None else member_axes(stored[0], ndim)
+    extra = 0 if ndim is None or not stored or getattr(layout, 'buckets', None) is None \
+        else member_axes(stored[0], ndim)
     fn = layout.unpack
     for _ in range(extra):
         fn = jax.vmap(fn)
