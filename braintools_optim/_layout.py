@@ -138,6 +138,11 @@ class FlatLayout:
         return out
 
     @staticmethod
+    def slot_shape(bucket: Bucket) -> Tuple[int, ...]:
+        """The stored shape of a parameter-shaped buffer of ``bucket`` (a lone parameter keeps its shape)."""
+        return tuple(bucket.shapes[0]) if len(bucket.members) == 1 else (sum(bucket.sizes),)
+
+    @staticmethod
     def update_fn(update, bucket: Bucket):
         """The rule's ``update`` for one bucket: an element-wise rule runs on the flat array as is."""
         return update

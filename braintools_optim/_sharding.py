@@ -295,21 +295,14 @@ def plan(layout, mantissas: Sequence[Any], option: Optional[StateSharding]):
         n = option.size(mesh)
         # ZeRO-1 keeps parameters replicated: one on a single device is replicated over the mesh from now on
         params = [replicated if p is None and _is_replicated(m) else p for m, p in zip(mantissas, params)]
-    if isinstance(layout, StackedLayout):
-        if mesh is not None:
-            # ZeRO-1 splits each parameter's buffers along a dimension n divides: one buffer per parameter
-            layout = PerParamLayout()
-        else:
-            buckets = layout.buckets
-            slots = [_bucket_slot(b, params) for b in buckets]
-            shapes = [tuple(b.shapes[0]) if len(b.members) == 1 else (len(b.members),) + tuple(b.shapes[0])
-                      for b in buckets]
-            return layout, Placement(slots, shapes, params)
-    if isinstance(layout, FlatLayout):
+    if isinstance(layout, StackedLayout) and mesh is not None:
+        # ZeRO-1 splits each parameter's buffers along a dimension n divides: one buffer per parameter
+        layout = PerParamLayout()
+    if isinstance(layout, (FlatLayout, StackedLayout)):
         buckets = layout.buckets
         slots = [_bucket_slot(b, params) for b in buckets]
-        shapes = [_slot_shape(b, mantissas) for b in buckets]
-        if mesh is not None:
+        shapes = [layout.slot_shape(b) for b in buckets]
+        if mesh is not None:                          # flat buckets only (stacks went per parameter above)
             sharded = [all(_is_replicated(mantissas[i]) and _on_mesh(params[i], mesh) for i in bucket.members)
                        for bucket in buckets]
             if any(sharded):
@@ -341,12 +334,6 @@ def _bucket_slot(bucket, params):
     """A bucket's sharding: its lone parameter's, or (shared: parameters whole on each device) replicated."""
     first = params[bucket.members[0]]
     return first if len(bucket.members) == 1 else _replicated_like(first)
-
-
-def _slot_shape(bucket, mantissas) -> Tuple[int, ...]:
-    if len(bucket.members) == 1:
-        return tuple(jnp.shape(mantissas[bucket.members[0]]))
-    return (sum(bucket.sizes),)
 
 
 def constrain_params(storages, trainable: Sequence[int], new_params: List[Any]) -> List[Any]:

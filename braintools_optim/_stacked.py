@@ -108,6 +108,12 @@ class StackedLayout:
         return out
 
     @staticmethod
+    def slot_shape(bucket: Bucket) -> Tuple[int, ...]:
+        """The stored shape of a parameter-shaped buffer of ``bucket``: ``(members, *shape)``, or the lone shape."""
+        shape = tuple(bucket.shapes[0])
+        return shape if len(bucket.members) == 1 else (len(bucket.members),) + shape
+
+    @staticmethod
     def update_fn(update: Callable, bucket: Bucket) -> Callable:
         """The rule's ``update`` for this bucket: mapped over the stack, or as is for a lone member.
 
