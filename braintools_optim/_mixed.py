@@ -129,13 +129,15 @@ class Plan:
         when the slot's members are narrow and ``stochastic_round`` is set, to
         nearest otherwise.
         """
-        k = self.slots[s][0]
+        return self.finish_member(self.slots[s][0], new, step_key, key_slot)
+
+    def finish_member(self, k: int, new: jax.Array, step_key: Optional[jax.Array], key_slot: int):
+        """:meth:`finish` for values with the dtypes and options of member ``k`` (a slot's first member)."""
         dtype = self.param_dtypes[k]
         bits = None
         if self.stochastic[k]:
             bits = _precision.random_bits(StepKeys.for_slot(step_key, self.group, key_slot), jnp.shape(new), dtype)
-        rounded = _precision.round_to(new, dtype, bits)
-        return rounded, (new if self.has_master[k] else None)
+        return _precision.round_to(new, dtype, bits), (new if self.has_master[k] else None)
 
     # ------------------------------------------------------------------ the engine's step
     def packed_params(self, storage, packed: List[Any]) -> List[Any]:
@@ -219,7 +221,8 @@ def finish_members(opt, new_params: List[Any], new_stored: Dict[int, Dict[str, A
                 continue                               # written by the engine's step (slot by slot)
             if plan.stochastic[k] and key is None:
                 key = step_key(opt._keys)
-            new_params[j], master = _finish_member(plan, k, new_params[j], key)
+            # per parameter: keys numbered apart from the slots'
+            new_params[j], master = plan.finish_member(k, new_params[j], key, (1 << 20) + k)
             if master is not None:
                 masters[plan.master_of[k]] = master
         if masters and MASTER not in stored:
@@ -227,12 +230,3 @@ def finish_members(opt, new_params: List[Any], new_stored: Dict[int, Dict[str, A
             stored[MASTER] = storage.master.layout.pack(per_member)
     return new_params, new_stored
 
-
-def _finish_member(plan: Plan, k: int, new: jax.Array, key: Optional[jax.Array]):
-    """Member ``k``'s new parameter in its dtype and its new master (per parameter: keys numbered apart
-    from the slots')."""
-    dtype = plan.param_dtypes[k]
-    bits = None
-    if plan.stochastic[k]:
-        bits = _precision.random_bits(StepKeys.for_slot(key, plan.group, (1 << 20) + k), jnp.shape(new), dtype)
-    return _precision.round_to(new, dtype, bits), (new if plan.has_master[k] else None)
